@@ -25,6 +25,7 @@ COMMANDS = {
     "ls": "resolver.cli.inspect_cmds:cmd_ls",
     "status": "resolver.cli.inspect_cmds:cmd_status",
     "demo": "resolver.demo.run:cmd_demo",
+    "publish": "resolver.cli.publish_cmd:cmd_publish",
 }
 
 
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--app", help="only this app id")
 
     commands.add_parser("status", parents=[common], help="each cluster's publisher, sync time and endpoints")
+
+    from resolver.cli.publish_cmd import add_publish_parser
+
+    add_publish_parser(commands, common)
 
     demo = commands.add_parser("demo", parents=[common], help="run the end-to-end demo on this machine")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)

@@ -32,6 +32,7 @@ WATCH_RESTARTS = Counter("registry_watch_restarts", "Registry watches that broke
                          namespace=NAMESPACE)
 RELISTS = Counter("registry_relists", "Full lists of the registry (start-up, compaction, new etcd)",
                   namespace=NAMESPACE)
+ETCD_REQUESTS = Counter("etcd_requests", "etcd requests sent, by operation", ["operation"], namespace=NAMESPACE)
 ETCD_ERRORS = Counter("etcd_errors", "Failed etcd operations", ["operation"], namespace=NAMESPACE)
 PUBLISHER_WRITES = Counter("publisher_writes", "Records written by the publisher", ["op"], namespace=NAMESPACE)
 PUBLISHER_SKIPPED = Counter("publisher_skipped", "Pods or inventory entries skipped", ["reason"],

@@ -29,6 +29,7 @@ from etcd3 import etcdrpc
 
 from resolver.config import EtcdConnection
 from resolver.errors import LeaseNotFound, RegistryError, RegistryUnavailable
+from resolver.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class EtcdGateway:
     def call(self, what: str, operation: Callable[[etcd3.MultiEndpointEtcd3Client], T]) -> T:
         """Run ``operation(client)``; every dependency error comes out as a RegistryError."""
         client = self.client()
+        metrics.ETCD_REQUESTS.labels(what).inc()
         try:
             return operation(client)
         except Exception as error:

@@ -192,7 +192,7 @@ class RegistryWriter:
                 if self._written.get(key) != record or self.leases.lease_of(key) is None]
         self._commit(puts, deletes, desired)
         if not self.synced_at:
-            self.synced_at = time.time()
+            self.synced_at = round(time.time(), 3)
             log.info("cluster %s synced: %d records in etcd (%d written, %d deleted)",
                      self.cluster, len(desired), len(puts), len(deletes))
             if self._on_synced:

@@ -1,0 +1,318 @@
+"""Pods with a Dapr sidecar, listed and watched through the real kubernetes client.
+
+Each loop is a reflector in the style of client-go and kopf: **list** (paged, raw JSON),
+then **watch** from the list's ``resourceVersion`` with bookmarks; when a watch ends or its
+stream drops, watch again from the last version seen (bookmarks keep it fresh); when the API
+server answers ``410 Gone`` (that version has left its window), **re-list** — and the
+re-list reconciles: records this cluster has in etcd that the list lacks are deleted.
+
+Pods are read as raw JSON (``_preload_content=False``): building the client's models is the
+bottleneck on big lists (see bench/publisher_sync.py). Nodes are watched the same way for
+their zone label; without permission to read nodes, zones stay empty and pods still publish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from resolver.errors import ResolverError
+from resolver.observability import metrics
+from resolver.publisher.pods import SIDECAR_SELECTOR, ZONE_LABEL, PodEndpoint, pod_endpoint
+from resolver.publisher.publication import Publication
+from resolver.registry.retry import attempt_log_level
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 500
+WATCH_SECONDS = 300
+CONNECT_TIMEOUT = 5.0
+LIST_READ_TIMEOUT = 60.0
+NODES_FIRST_WAIT = 5.0
+
+
+class KubeError(ResolverError):
+    """The API server failed or could not be reached; the loop retries."""
+
+
+class Gone(KubeError):
+    """410: the resourceVersion (or continue token) expired — re-list."""
+
+
+class Forbidden(KubeError):
+    """403: this service account may not read that resource."""
+
+
+def _translate(error: BaseException, what: str) -> KubeError:
+    """kubernetes/urllib3 errors → ours, in one place."""
+    if isinstance(error, ApiException):
+        if error.status == 410:
+            return Gone(f"{what}: 410 Gone ({error.reason})")
+        if error.status == 403:
+            return Forbidden(f"{what}: 403 Forbidden ({error.reason})")
+        return KubeError(f"{what}: HTTP {error.status} {error.reason}")
+    if isinstance(error, urllib3.exceptions.HTTPError | OSError | ValueError):
+        return KubeError(f"{what}: {type(error).__name__}: {error}")
+    raise error
+
+
+class _Reflector:
+    """List-then-watch of one resource list call; subclasses say what to do with objects."""
+
+    kind = "object"
+
+    def __init__(self, list_call: Callable[..., Any], stop: threading.Event, label_selector: str = "") -> None:
+        self._list_call = list_call
+        self._selector = label_selector
+        self._stop = stop
+        self.relists = 0
+
+    def _request(self, **params: Any) -> Any:
+        if self._selector:
+            params["label_selector"] = self._selector
+        return self._list_call(_preload_content=False, **params)
+
+    def list_all(self) -> tuple[str, list[Mapping[str, Any]]]:
+        items: list[Mapping[str, Any]] = []
+        token, version = "", ""
+        while True:
+            try:
+                response = self._request(limit=PAGE_SIZE, _continue=token or None,
+                                         _request_timeout=(CONNECT_TIMEOUT, LIST_READ_TIMEOUT))
+                page = json.loads(response.data)
+            except Exception as error:
+                raise _translate(error, f"list {self.kind}s") from None
+            items += [item for item in page.get("items") or [] if isinstance(item, Mapping)]
+            meta = page.get("metadata") or {}
+            version = str(meta.get("resourceVersion") or version)
+            token = str(meta.get("continue") or "")
+            if not token:
+                return version, items
+
+    def watch(self, version: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Yield ``(type, object)`` until the server ends the watch; bookmarks included."""
+        try:
+            response = self._request(watch=True, resource_version=version, allow_watch_bookmarks=True,
+                                     timeout_seconds=WATCH_SECONDS,
+                                     _request_timeout=(CONNECT_TIMEOUT, WATCH_SECONDS + 30))
+        except Exception as error:
+            raise _translate(error, f"watch {self.kind}s") from None
+        try:
+            for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
+                if self._stop.is_set():
+                    return
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    code = obj.get("code")
+                    message = f"watch {self.kind}s: {code} {obj.get('reason')}: {obj.get('message')}"
+                    raise Gone(message) if code == 410 else KubeError(message)
+                yield str(kind), obj
+        except KubeError:
+            raise
+        except Exception as error:
+            raise _translate(error, f"watch {self.kind}s stream") from None
+        finally:
+            response.close()
+            response.release_conn()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def on_list(self, items: list[Mapping[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        """List, watch, resume, re-list on 410 — until stopped. Never raises."""
+        version = ""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if not version:
+                    version, items = self.list_all()
+                    self.relists += 1
+                    metrics.RELISTS_KUBE.inc()
+                    self.on_list(items)
+                    log.info("listed %d %ss at resourceVersion %s", len(items), self.kind, version)
+                for kind, obj in self.watch(version):
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    if kind != "BOOKMARK":
+                        self.on_event(kind, obj)
+                failures = 0
+            except Gone as error:
+                log.info("%s; re-listing %ss", error, self.kind)
+                version = ""
+            except Forbidden:
+                raise
+            except KubeError as error:
+                failures += 1
+                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                log.log(attempt_log_level(failures), "%s (attempt %d); retrying in %.1fs from resourceVersion %s",
+                        error, failures, delay, version or "(re-list)")
+                self._stop.wait(delay)
+
+
+class PodReflector(_Reflector):
+    kind = "pod"
+
+    def __init__(self, list_call: Callable[..., Any], stop: threading.Event, publication: Publication,
+                 cluster: str, zones: Mapping[str, str], scope: str) -> None:
+        super().__init__(list_call, stop, SIDECAR_SELECTOR)
+        self._publication = publication
+        self._cluster = cluster
+        self._zones = zones
+        self._scope = scope
+        self._lock = threading.Lock()
+        self._pods: dict[tuple[str, str], PodEndpoint] = {}
+        self._reported: dict[tuple[str, str], str] = {}
+
+    def _evaluate(self, pod: Mapping[str, Any]) -> PodEndpoint:
+        found = pod_endpoint(pod, self._cluster, self._zones)
+        pod_id = (found.namespace, found.name)
+        if found.code and self._reported.get(pod_id) != found.reason:
+            log.warning("skipping pod %s/%s: %s", found.namespace or "?", found.name or "?", found.reason)
+            metrics.PUBLISHER_SKIPPED.labels(found.code).inc()
+        self._reported[pod_id] = found.reason
+        return found
+
+    def on_list(self, items: list[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._reported.clear()
+            self._pods = {(p.namespace, p.name): p for p in map(self._evaluate, items)}
+            records = [p.record for p in self._pods.values() if p.record is not None]
+        self._publication.replace(records, self._scope)
+
+    def on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            found = self._evaluate(obj)
+            pod_id = (found.namespace, found.name)
+            previous = self._pods.pop(pod_id, None)
+            if kind != "DELETED":
+                self._pods[pod_id] = found
+            else:
+                self._reported.pop(pod_id, None)
+                found = dataclasses.replace(found, record=None)
+        self._apply(previous, found)
+
+    def _apply(self, previous: PodEndpoint | None, current: PodEndpoint) -> None:
+        keys = self._publication.keys
+        old_key = previous.record.key(keys) if previous and previous.record else None
+        new_key = current.record.key(keys) if current.record else None
+        if old_key and old_key != new_key:
+            self._publication.remove(old_key, self._scope)
+        if current.record is not None and (previous is None or previous.record != current.record):
+            self._publication.upsert(current.record, self._scope)
+
+    def rezone(self, node: str) -> None:
+        """A node's zone changed: republish its pods with the new zone."""
+        with self._lock:
+            changed = [(pod, dataclasses.replace(pod, record=dataclasses.replace(
+                pod.record, zone=self._zones.get(node, ""))))
+                for pod in self._pods.values() if pod.node == node and pod.record is not None]
+            for _, updated in changed:
+                self._pods[(updated.namespace, updated.name)] = updated
+        for previous, updated in changed:
+            self._apply(previous, updated)
+
+
+class NodeReflector(_Reflector):
+    kind = "node"
+
+    def __init__(self, list_call: Callable[..., Any], stop: threading.Event, zones: dict[str, str],
+                 on_zone_change: Callable[[str], None]) -> None:
+        super().__init__(list_call, stop)
+        self._zones = zones
+        self._on_zone_change = on_zone_change
+        self.listed = threading.Event()  # set after the first list, or when nodes cannot be read
+
+    @staticmethod
+    def _zone(node: Mapping[str, Any]) -> tuple[str, str]:
+        meta = node.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        return str(meta.get("name") or ""), str(labels.get(ZONE_LABEL) or "")
+
+    def on_list(self, items: list[Mapping[str, Any]]) -> None:
+        fresh = dict(map(self._zone, items))
+        changed = {n for n in set(fresh) | set(self._zones) if fresh.get(n, "") != self._zones.get(n, "")}
+        self._zones.clear()
+        self._zones.update(fresh)
+        first = not self.listed.is_set()
+        self.listed.set()
+        if not first:
+            for node in changed:
+                self._on_zone_change(node)
+
+    def on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        name, zone = self._zone(obj)
+        if kind == "DELETED":
+            zone = ""
+        if self._zones.get(name, "") != zone:
+            self._zones[name] = zone
+            self._on_zone_change(name)
+
+
+class KubernetesSource:
+    """Pods (all namespaces, or each listed one) and nodes → a :class:`Publication`."""
+
+    def __init__(self, api_client: k8s.ApiClient, cluster: str, namespaces: list[str],
+                 publication: Publication) -> None:
+        self._core = k8s.CoreV1Api(api_client)
+        self._stop = threading.Event()
+        self._zones: dict[str, str] = {}
+        self.pods = [
+            PodReflector(self._core.list_pod_for_all_namespaces, self._stop, publication, cluster, self._zones, "")
+        ] if not namespaces else [
+            PodReflector(lambda ns=ns, **kw: self._core.list_namespaced_pod(ns, **kw), self._stop, publication,
+                         cluster, self._zones, ns)
+            for ns in namespaces
+        ]
+        self.nodes = NodeReflector(self._core.list_node, self._stop, self._zones, self._rezone)
+        self._threads: list[threading.Thread] = []
+
+    @staticmethod
+    def scopes(namespaces: list[str]) -> list[str]:
+        return namespaces or [""]
+
+    def _rezone(self, node: str) -> None:
+        for reflector in self.pods:
+            reflector.rezone(node)
+
+    def _run_nodes(self) -> None:
+        try:
+            self.nodes.run()
+        except Forbidden as error:
+            log.warning("cannot read nodes (%s): zones stay empty; grant get/list/watch on nodes to publish them",
+                        error)
+        finally:
+            self.nodes.listed.set()
+
+    def _run_pods(self, reflector: PodReflector) -> None:
+        # The first pod list waits (briefly) for the node list, so it already carries zones.
+        self.nodes.listed.wait(NODES_FIRST_WAIT)
+        reflector.run()
+
+    def start(self) -> KubernetesSource:
+        nodes = threading.Thread(target=self._run_nodes, name="kube-nodes", daemon=True)
+        nodes.start()
+        self._threads.append(nodes)
+        for reflector in self.pods:
+            thread = threading.Thread(target=self._run_pods, args=(reflector,), name="kube-pods", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,111 @@
+"""From a Kubernetes pod (raw API JSON) to the endpoint record it publishes — DESIGN §4, exactly.
+
+* selected server-side by the label ``dapr.io/sidecar-injected=true`` (Dapr's injector sets it);
+* app id: label ``dapr.io/app-id``, else the annotation of the same name;
+* port: the ``daprd`` container's port named ``dapr-internal``, else annotation
+  ``dapr.io/internal-grpc-port``, else 50002;
+* address: ``status.podIP``; published while the pod is Ready and not terminating;
+* annotation ``nameresolution.dapr.io/export: "false"`` opts a pod out;
+* zone: the node's ``topology.kubernetes.io/zone`` label (empty without node permissions).
+
+Works on raw JSON dicts, not the kubernetes client's models: deserializing models costs
+~10× more (see bench/publisher_sync.py), and a malformed pod must never crash the agent — it
+is skipped with a reason that is logged and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from resolver.errors import ValidationError
+from resolver.registry.schema import EndpointRecord
+
+SIDECAR_SELECTOR = "dapr.io/sidecar-injected=true"
+APP_ID_KEY = "dapr.io/app-id"
+PORT_ANNOTATION = "dapr.io/internal-grpc-port"
+EXPORT_ANNOTATION = "nameresolution.dapr.io/export"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+DAPRD_CONTAINER = "daprd"
+INTERNAL_PORT_NAME = "dapr-internal"
+DEFAULT_INTERNAL_PORT = 50002
+
+
+@dataclass(frozen=True)
+class PodEndpoint:
+    """What one pod contributes: a record to publish, or the reason it publishes nothing.
+
+    ``reason`` is empty for a published pod; ``code`` is set only when the pod is skipped for
+    bad data (logged as a warning and counted) rather than a normal state such as "not ready".
+    """
+
+    namespace: str
+    name: str
+    node: str
+    record: EndpointRecord | None
+    reason: str = ""
+    code: str = ""  # short, for the skip counter's label; set only for data errors
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return False
+    return any(isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _internal_port(spec: Mapping[str, Any], annotations: Mapping[str, Any]) -> int | str:
+    """The port, or a string saying why it is unusable."""
+    containers = spec.get("containers")
+    for container in containers if isinstance(containers, list) else []:
+        if isinstance(container, Mapping) and container.get("name") == DAPRD_CONTAINER:
+            ports = container.get("ports")
+            for port in ports if isinstance(ports, list) else []:
+                if isinstance(port, Mapping) and port.get("name") == INTERNAL_PORT_NAME:
+                    number = port.get("containerPort")
+                    return number if isinstance(number, int) and not isinstance(number, bool) else (
+                        f"daprd port {INTERNAL_PORT_NAME} is {number!r}")
+    annotated = annotations.get(PORT_ANNOTATION)
+    if annotated is None:
+        return DEFAULT_INTERNAL_PORT
+    text = str(annotated).strip()
+    return int(text) if text.isdigit() else f"annotation {PORT_ANNOTATION}={annotated!r} is not a port"
+
+
+def pod_endpoint(pod: Mapping[str, Any], cluster: str, zones: Mapping[str, str]) -> PodEndpoint:
+    """Evaluate one pod; never raises for bad data (the reason says what was wrong)."""
+    metadata = _dict(pod.get("metadata"))
+    spec, status = _dict(pod.get("spec")), _dict(pod.get("status"))
+    labels, annotations = _dict(metadata.get("labels")), _dict(metadata.get("annotations"))
+    namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+    node = str(spec.get("nodeName") or "")
+
+    def skip(reason: str, code: str = "") -> PodEndpoint:
+        return PodEndpoint(namespace, name, node, None, reason, code)
+
+    if str(annotations.get(EXPORT_ANNOTATION, "")).strip().lower() == "false":
+        return skip("opted out")
+    if metadata.get("deletionTimestamp"):
+        return skip("terminating")
+    if not _ready(status):
+        return skip("not ready")
+    address = status.get("podIP")
+    if not address or not isinstance(address, str):
+        return skip("no pod IP", "no_ip")
+    app_id = labels.get(APP_ID_KEY) or annotations.get(APP_ID_KEY)
+    if not isinstance(app_id, str) or not app_id:
+        return skip(f"no {APP_ID_KEY} label or annotation", "no_app_id")
+    port = _internal_port(spec, annotations)
+    if isinstance(port, str):
+        return skip(port, "bad_port")
+    try:
+        record = EndpointRecord(app_id=app_id, namespace=namespace, cluster=cluster, instance=name,
+                                address=address, port=port, node=node, zone=zones.get(node, "")).validate()
+    except ValidationError as error:
+        return skip(f"invalid {error.field}: {error.message}", f"invalid_{error.field.lower()}")
+    return PodEndpoint(namespace, name, node, record)

@@ -1,0 +1,88 @@
+"""Pod → endpoint record, exactly as DESIGN §4 says; bad pods are skipped with a reason, never raised."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resolver.publisher.pods import pod_endpoint
+from tests.support.fake_kube import make_pod
+
+ZONES = {"node-1": "zone-a"}
+
+
+def test_a_ready_pod_publishes_its_ip_and_internal_port() -> None:
+    found = pod_endpoint(make_pod("orders-1", ip="10.1.2.3", port=50010), "c1", ZONES)
+    assert found.record is not None
+    assert (found.record.app_id, found.record.namespace, found.record.cluster, found.record.instance) == \
+        ("orders", "default", "c1", "orders-1")
+    assert (found.record.address, found.record.port, found.record.node, found.record.zone) == \
+        ("10.1.2.3", 50010, "node-1", "zone-a")
+
+
+def test_port_precedence_container_port_then_annotation_then_default() -> None:
+    annotated = make_pod("a", annotations={"dapr.io/internal-grpc-port": "50099"})
+    assert pod_endpoint(annotated, "c", {}).record.port == 50099  # type: ignore[union-attr]
+    both = make_pod("b", port=50011, annotations={"dapr.io/internal-grpc-port": "50099"})
+    assert pod_endpoint(both, "c", {}).record.port == 50011  # type: ignore[union-attr]
+    assert pod_endpoint(make_pod("c"), "c", {}).record.port == 50002  # type: ignore[union-attr]
+
+
+def test_app_id_from_annotation_when_label_missing() -> None:
+    pod = make_pod("a", app_id=None, annotations={"dapr.io/app-id": "billing"})
+    assert pod_endpoint(pod, "c", {}).record.app_id == "billing"  # type: ignore[union-attr]
+
+
+def test_ipv6_pod() -> None:
+    found = pod_endpoint(make_pod("v6", ip="fd00::17"), "c", {})
+    assert found.record is not None and found.record.host_port == "[fd00::17]:50002"
+
+
+@pytest.mark.parametrize(("pod", "reason", "code"), [
+    (make_pod("a", ready=False), "not ready", ""),
+    (make_pod("a", terminating=True), "terminating", ""),
+    (make_pod("a", annotations={"nameresolution.dapr.io/export": "false"}), "opted out", ""),
+    (make_pod("a", annotations={"nameresolution.dapr.io/export": "False"}), "opted out", ""),
+    (make_pod("a", ip=None), "no pod IP", "no_ip"),
+    (make_pod("a", app_id=None), "no dapr.io/app-id", "no_app_id"),
+    (make_pod("a", app_id="bad.id"), "invalid appId", "invalid_appid"),
+    (make_pod("a", app_id="x/../y"), "invalid appId", "invalid_appid"),
+    (make_pod("Bad_Name"), "invalid instance", "invalid_instance"),
+    (make_pod("a", namespace="Bad NS"), "invalid namespace", "invalid_namespace"),
+    (make_pod("a", annotations={"dapr.io/internal-grpc-port": "http"}), "is not a port", "bad_port"),
+    (make_pod("a", port=70000), "invalid port", "invalid_port"),
+    (make_pod("a", ip="not-an-ip!"), "invalid address", "invalid_address"),
+])
+def test_skips(pod, reason: str, code: str) -> None:
+    found = pod_endpoint(pod, "c", {})
+    assert found.record is None
+    assert reason in found.reason
+    assert found.code == code
+
+
+def test_export_true_is_published() -> None:
+    assert pod_endpoint(make_pod("a", annotations={"nameresolution.dapr.io/export": "true"}), "c", {}).record
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children,
+                                                                                        max_size=4), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.sampled_from(["metadata", "spec", "status", "metadata.labels", "metadata.annotations",
+                             "spec.containers", "status.conditions", "status.podIP", "metadata.name"]),
+       garbage=_json)
+def test_any_malformed_pod_is_skipped_or_published_never_raised(path: str, garbage: object) -> None:
+    pod = copy.deepcopy(make_pod("orders-1"))
+    target = pod
+    *parents, leaf = path.split(".")
+    for part in parents:
+        target = target[part]
+    target[leaf] = garbage
+    found = pod_endpoint(pod, "c", {})
+    if found.record is not None:
+        found.record.validate()

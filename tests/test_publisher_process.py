@@ -1,0 +1,163 @@
+"""Publisher process behaviour: real ``publish`` subprocesses, the fake API server, real etcd."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from resolver.demo.processes import CliProcess
+from resolver.local_etcd import LocalEtcd
+from resolver.registry.gateway import EtcdGateway
+from resolver.registry.schema import Keys
+from tests.conftest import eventually
+from tests.support.fake_kube import FakeKubeApi, make_pod
+from tests.support.publishing import cluster_info, etcd_addresses
+
+PODS = 20
+
+
+@pytest.fixture
+def spawn(etcd: LocalEtcd, prefix: str, kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., CliProcess]]:
+    started: list[CliProcess] = []
+
+    def start(*extra: str, cluster: str = "cluster-1", ttl: str = "3s") -> CliProcess:
+        process = CliProcess(["publish", "--cluster", cluster, "--kubeconfig", str(kubeconfig), "--lease-ttl", ttl,
+                              "--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}", *extra],
+                             tmp_path / f"publish-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def pods(kube: FakeKubeApi) -> FakeKubeApi:
+    for i in range(PODS):
+        kube.put_pod(make_pod(f"orders-{i}", ip=f"10.0.0.{i + 1}"))
+    return kube
+
+
+class CountMonitor:
+    """Samples how many records the cluster has in etcd, every 20 ms, to catch any gap."""
+
+    def __init__(self, gateway: EtcdGateway, keys: Keys) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(gateway, keys), daemon=True)
+        self._thread.start()
+
+    def _run(self, gateway: EtcdGateway, keys: Keys) -> None:
+        while not self._stop.wait(0.02):
+            self.samples.append(len(etcd_addresses(gateway, keys, "cluster-1")))
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples
+
+
+def synced(gateway: EtcdGateway, keys: Keys, count: int = PODS) -> bool:
+    info = cluster_info(gateway, keys, "cluster-1")
+    return info is not None and info.synced_at > 0 and len(etcd_addresses(gateway, keys, "cluster-1")) == count
+
+
+def test_sigkill_records_gone_within_ttl(pods: FakeKubeApi, spawn, gateway: EtcdGateway, keys: Keys) -> None:
+    publisher = spawn(ttl="3s")
+    eventually(lambda: synced(gateway, keys), 20, "initial sync")
+    publisher.signal(signal.SIGKILL)
+    killed = time.monotonic()
+    eventually(lambda: not etcd_addresses(gateway, keys, "cluster-1") and cluster_info(gateway, keys, "cluster-1")
+               is None, 10, "records to expire")
+    assert time.monotonic() - killed <= 3 + 1
+
+
+def test_restart_without_gap(pods: FakeKubeApi, spawn, gateway: EtcdGateway, keys: Keys) -> None:
+    first = spawn(ttl="3s")
+    eventually(lambda: synced(gateway, keys), 20, "initial sync")
+    monitor = CountMonitor(gateway, keys)
+    first.signal(signal.SIGKILL)
+    spawn(ttl="3s")
+    time.sleep(3 * 2 + 1)  # well past the killed publisher's lease expiry
+    samples = monitor.stop()
+    assert len(samples) > 100
+    assert min(samples) == PODS, "the cluster disappeared during the restart"
+
+
+def test_graceful_stop_leaves_records_to_expire_and_withdraw_removes_them(
+        pods: FakeKubeApi, spawn, gateway: EtcdGateway, keys: Keys) -> None:
+    publisher = spawn(ttl="3s")
+    eventually(lambda: synced(gateway, keys), 20, "initial sync")
+    assert publisher.stop() == 0
+    assert len(etcd_addresses(gateway, keys, "cluster-1")) == PODS  # still there for a successor
+    eventually(lambda: not etcd_addresses(gateway, keys, "cluster-1"), 5, "expiry")
+    withdrawing = spawn("--withdraw", ttl="30s")
+    eventually(lambda: synced(gateway, keys), 20, "second sync")
+    assert withdrawing.stop() == 0
+    assert etcd_addresses(gateway, keys, "cluster-1") == {}
+    assert cluster_info(gateway, keys, "cluster-1") is None
+
+
+def test_leader_election_failover(pods: FakeKubeApi, spawn, gateway: EtcdGateway, keys: Keys) -> None:
+    replicas = {name: spawn("--leader-elect", "--identity", name, ttl="6s") for name in ("replica-a", "replica-b")}
+    eventually(lambda: synced(gateway, keys), 20, "initial sync")
+
+    def leader() -> str | None:
+        raw = gateway.get(keys.leader("cluster-1"))
+        return None if raw is None else str(json.loads(raw)["identity"])
+
+    first = str(eventually(leader, 10, "a leader"))
+    standby = next(name for name in replicas if name != first)
+    monitor = CountMonitor(gateway, keys)
+    replicas[first].signal(signal.SIGKILL)
+    killed = time.monotonic()
+    eventually(lambda: leader() == standby, 10, "the standby to take over")
+    assert time.monotonic() - killed <= 6  # within one lease TTL
+    time.sleep(6 + 1)  # past the dead leader's record leases
+    samples = monitor.stop()
+    assert min(samples) == PODS, "records vanished during the failover"
+    assert cluster_info(gateway, keys, "cluster-1").publisher == standby  # type: ignore[union-attr]
+    pods.put_pod(make_pod("orders-new", ip="10.0.1.1"))  # the new leader keeps publishing changes
+    eventually(lambda: "orders-new" in etcd_addresses(gateway, keys, "cluster-1"), 5, "change after failover")
+
+
+def test_file_source_reloads(etcd: LocalEtcd, prefix: str, tmp_path: Path, gateway: EtcdGateway,
+                             keys: Keys) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("- {appId: billing, namespace: default, instance: vm-1, address: 192.168.7.10, port: 50002}\n"
+                         "- {appId: 'bad.id', namespace: default, instance: vm-2, address: 192.168.7.11}\n")
+    process = CliProcess(["publish", "--cluster", "vms", "--source", "file", "--file", str(inventory),
+                          "--lease-ttl", "3s", "--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}"],
+                         tmp_path / "file.log")
+    try:
+        eventually(lambda: etcd_addresses(gateway, keys, "vms") == {"vm-1": "192.168.7.10:50002"}, 20, "load")
+        assert "entry 1 skipped" in process.output()
+        inventory.write_text("endpoints:\n- {appId: billing, namespace: default, instance: vm-3, address: 10.1.1.1, "
+                             "zone: dc-2}\n")
+        eventually(lambda: etcd_addresses(gateway, keys, "vms") == {"vm-3": "10.1.1.1:50002"}, 10, "reload")
+        inventory.write_text("{not: [valid")
+        time.sleep(1.5)
+        assert etcd_addresses(gateway, keys, "vms") == {"vm-3": "10.1.1.1:50002"}  # last good state kept
+        assert "keeping the last good state" in process.output()
+    finally:
+        process.stop()
+
+
+def test_bad_arguments_are_refused_clearly(tmp_path: Path) -> None:
+    for args, fragment in [
+        (["--cluster", "Bad_Cluster"], "--cluster"),
+        (["--cluster", "c1", "--lease-ttl", "1s"], "--lease-ttl"),
+        (["--cluster", "c1", "--source", "file"], "--file"),
+        (["--cluster", "c1", "--kubeconfig", str(tmp_path / "missing")], "--kubeconfig"),
+    ]:
+        process = CliProcess(["publish", *args], tmp_path / "bad.log")
+        assert process.process.wait(30) == 2, process.output()
+        assert fragment in process.output()
+        assert "Traceback" not in process.output()
