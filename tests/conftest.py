@@ -15,7 +15,7 @@ from resolver.local_etcd import LocalEtcd
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.schema import EndpointRecord, Keys
 
-pytest_plugins = ["tests.support.component", "tests.support.publishing"]
+pytest_plugins = ["tests.support.component", "tests.support.publishing", "tests.support.dns_bridge"]
 
 _counter = itertools.count()
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "status": "resolver.cli.inspect_cmds:cmd_status",
     "demo": "resolver.demo.run:cmd_demo",
     "publish": "resolver.cli.publish_cmd:cmd_publish",
+    "dns": "resolver.cli.dns_cmd:cmd_dns",
 }
 
 
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     from resolver.cli.publish_cmd import add_publish_parser
 
     add_publish_parser(commands, common)
+
+    from resolver.cli.dns_cmd import add_dns_parser
+
+    add_dns_parser(commands, common)
 
     demo = commands.add_parser("demo", parents=[common], help="run the end-to-end demo on this machine")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)

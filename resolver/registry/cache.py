@@ -95,6 +95,15 @@ class RegistryCache:
         app = self._apps.get((namespace, app_id))
         return _EMPTY if app is None else app.snapshot(self._lock)
 
+    def instances(self, namespace: str, app_id: str) -> dict[tuple[str, str], str]:
+        """``(cluster, host:port) → instance name`` of one app (the DNS bridge's SRV targets)."""
+        app = self._apps.get((namespace, app_id))
+        if app is None:
+            return {}
+        with self._lock:
+            return {(cluster, address): instance for cluster, instances in app.by_cluster.items()
+                    for instance, address in instances.items()}
+
     def clusters(self) -> Mapping[str, ClusterInfo]:
         return dict(self._clusters)
 
