@@ -24,12 +24,12 @@ import dns.message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port_pair, percentile, print_table  # noqa: E402
-from resolver.config import Layer, load_settings  # noqa: E402
-from resolver.demo.processes import CliProcess, wait_until  # noqa: E402
-from resolver.local_etcd import LocalEtcd  # noqa: E402
-from resolver.registry.gateway import EtcdGateway  # noqa: E402
-from resolver.registry.schema import EndpointRecord, Keys  # noqa: E402
+from bench.common import free_port_pair, percentile, print_table
+from resolver.config import Layer, load_settings
+from resolver.demo.processes import CliProcess, wait_until
+from resolver.local_etcd import LocalEtcd
+from resolver.registry.gateway import EtcdGateway
+from resolver.registry.schema import EndpointRecord, Keys
 
 NAME = "orders.default.dapr.internal"
 
@@ -103,8 +103,9 @@ def main() -> None:
                     found = re.search(r"serving zone \S+ on [\d.]+:(\d+)", bridge.output())
                     return int(found.group(1)) if found else 0
 
-                ports[name] = int(wait_until(bound, 20, name))  # type: ignore[arg-type]
-            assert baseline.stdout is not None and baseline.stdout.readline().strip() == b"ready"
+                ports[name] = int(wait_until(bound, 20, name))
+            if baseline.stdout is None or baseline.stdout.readline().strip() != b"ready":
+                raise SystemExit("the baseline server did not start")
             results: dict[str, list[float]] = {name: [] for name in ports}
             for _ in range(args.rounds):
                 for name, port in ports.items():

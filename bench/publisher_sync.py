@@ -92,7 +92,7 @@ def main() -> None:
                 raw = gateway.get(keys.info("bench"))
                 return ClusterInfo.from_json(raw).synced_at if raw else 0.0
 
-            synced = float(wait_until(synced_at, 60, "syncedAt", interval=0.01))  # type: ignore[arg-type]
+            synced = float(wait_until(synced_at, 60, "syncedAt", interval=0.01))
             at_sync = scrape(metrics_port)
             print(f"1. {args.pods:,} pods: spawn → syncedAt {synced - spawned:.2f} s; etcd requests until synced: "
                   f"{int(sum(at_sync.values()))} ({', '.join(f'{k} {int(v)}' for k, v in sorted(at_sync.items()))})")

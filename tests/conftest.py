@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -18,6 +19,7 @@ from resolver.registry.schema import EndpointRecord, Keys
 pytest_plugins = ["tests.support.component", "tests.support.publishing", "tests.support.dns_bridge"]
 
 _counter = itertools.count()
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -67,8 +69,8 @@ def put_record(gateway: EtcdGateway, keys: Keys, rec: EndpointRecord, lease: int
     gateway.put(rec.key(keys), rec.to_json(), lease=lease)
 
 
-def eventually(condition: object, timeout: float = 10.0, what: str = "condition") -> object:
-    return wait_until(condition, timeout, what)  # type: ignore[arg-type]
+def eventually(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    return wait_until(condition, timeout, what)
 
 
 @pytest.fixture

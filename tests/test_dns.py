@@ -48,7 +48,7 @@ def test_registry_hit_a_aaaa_srv_and_instance_names(dns_bridge, etcd: LocalEtcd,
     reply = bridge.query(f"orders.default.{ZONE}")
     assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
     assert addresses(reply) == ["10.2.0.1"]
-    assert addresses(bridge.query(f"OrDeRs.DEFAULT.Dapr.Internal")) == ["10.2.0.1"]  # case-insensitive
+    assert addresses(bridge.query("OrDeRs.DEFAULT.Dapr.Internal")) == ["10.2.0.1"]  # case-insensitive
     assert addresses(bridge.query(f"orders.default.{ZONE}", "AAAA")) == ["fd00::2"]
     assert reply.answer[0].ttl == 5
     srv = bridge.query(f"orders.default.{ZONE}", "SRV", tcp=True)

@@ -9,11 +9,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from resolver.errors import ResolverError
 
+T = TypeVar("T")
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> object:
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
     """Poll ``condition`` until it returns something truthy; raise naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None

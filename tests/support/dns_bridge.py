@@ -23,7 +23,7 @@ class DnsProcess(CliProcess):
             found = re.search(r"serving zone \S+ on [\d.]+:(\d+)", self.output())
             return int(found.group(1)) if found else 0
 
-        self.port = int(wait_until(bound, timeout, "the DNS bridge to listen"))  # type: ignore[arg-type]
+        self.port = int(wait_until(bound, timeout, "the DNS bridge to listen"))
         return self
 
     def query(self, name: str, rdtype: str = "A", tcp: bool = False, payload: int | None = None,
