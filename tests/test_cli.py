@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -12,9 +13,17 @@ from resolver.registry.schema import ClusterInfo, Keys
 from tests.conftest import put_record, record
 
 
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "resolver", *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
+def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run our CLI; if it hangs, SIGABRT makes faulthandler print every thread's stack into the failure."""
+    process = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "resolver", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"dapr-etcd-resolver {' '.join(args)} hung for {timeout}s:\n{stderr}") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def test_ls_shows_every_cluster_and_filters(etcd: LocalEtcd, prefix: str, gateway: EtcdGateway, keys: Keys) -> None:

@@ -1,41 +1,53 @@
-"""``dapr-etcd-resolver demo`` end to end: exits 0, tells the story, leaves nothing behind."""
+"""``dapr-etcd-resolver demo`` end to end: exits 0, tells the whole story, leaves nothing behind."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from resolver.local_etcd import LocalEtcd
 
-def test_demo_runs_end_to_end_and_cleans_up() -> None:
+
+def run_demo(*extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "resolver", "demo", *extra], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_demo_tells_the_story_and_cleans_up() -> None:
     before = set(Path(tempfile.gettempdir()).glob("dapr-nr-*"))
-    result = subprocess.run([sys.executable, "-m", "resolver", "demo"], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = run_demo()
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    for section in ("== Local vs. remote", "== FailOver", "== ActiveActive, by weight", "== The DNS bridge"):
+        assert section in out
     assert "Discovered via gRPC reflection v1alpha" in out
-    assert re.search(r"orders\s+10\.2\.0\.11:50002", out)  # local cluster wins under FailOver
-    assert re.search(r"payments\.shop\s+10\.1\.0\.21:50002", out)  # cross-cluster, cross-namespace
-    assert "inventory-dapr.default.svc.cluster.local:50002" in out  # fallback
-    for pid in map(int, re.findall(r"pid (\d+)", out)):
-        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), f"process {pid} left running"
+    assert re.search(r"order-service\s+10\.2\.0\.11:50002\s+cluster-2", out)  # local first
+    assert re.search(r"payments\.shop\s+10\.1\.0\.21:50002\s+cluster-1", out)  # remote, other namespace
+    assert re.search(r"inventory\s+inventory-dapr\.default\.svc\.cluster\.local:50002", out)  # fallback
+    assert re.search(r"order-service\s+10\.1\.0\.1[12]:50002\s+cluster-1\s+no instance left", out)  # failover
+    expired = re.search(r"cluster-1's records to expire: ([\d.]+)s", out)
+    assert expired and float(expired.group(1)) <= 3 + 1.5  # within the lease TTL (+ detection)
+    share = re.search(r"cluster-1\s+300\s+(\d+)%\s+6 of 8 entries", out)
+    assert share and 65 <= int(share.group(1)) <= 85
+    assert re.search(r"order-service\.default\.dapr\.internal\s+10\.2\.0\.11\s+10\.2\.0\.11", out)
+    pids = [int(pid) for pid in re.findall(r"pid (\d+)", out.split("cleaned up:")[-1])]
+    assert len(pids) >= 5
+    assert not [pid for pid in pids if alive(pid)], "the demo left processes running"
     assert set(Path(tempfile.gettempdir()).glob("dapr-nr-*")) <= before
 
 
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
-
-
-def test_demo_against_an_existing_etcd_uses_a_throwaway_prefix(etcd) -> None:
-    result = subprocess.run([sys.executable, "-m", "resolver", "demo", "--set", f"etcdEndpoints={etcd.endpoint}"],
-                            capture_output=True, text=True, timeout=120, check=False, env={**os.environ})
+def test_demo_against_an_existing_etcd_uses_a_throwaway_prefix(etcd: LocalEtcd) -> None:
+    result = run_demo("--set", f"etcdEndpoints={etcd.endpoint}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "throw-away prefix" in result.stdout
-    leftovers = etcd.etcdctl("get", "--prefix", "--keys-only", "/dapr-etcd-resolver-demo/")
-    assert leftovers.strip() == ""
+    assert etcd.etcdctl("get", "--prefix", "--keys-only", "/dapr-etcd-resolver-demo/").strip() == ""

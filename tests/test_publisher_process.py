@@ -80,12 +80,15 @@ def test_sigkill_records_gone_within_ttl(pods: FakeKubeApi, spawn, gateway: Etcd
 
 
 def test_restart_without_gap(pods: FakeKubeApi, spawn, gateway: EtcdGateway, keys: Keys) -> None:
-    first = spawn(ttl="3s")
+    # The successor must start within what is left of the TTL; 6 s leaves room for a loaded CI machine.
+    first = spawn(ttl="6s")
     eventually(lambda: synced(gateway, keys), 20, "initial sync")
+    old_info = cluster_info(gateway, keys, "cluster-1")
     monitor = CountMonitor(gateway, keys)
     first.signal(signal.SIGKILL)
-    spawn(ttl="3s")
-    time.sleep(3 * 2 + 1)  # well past the killed publisher's lease expiry
+    spawn(ttl="6s")
+    eventually(lambda: cluster_info(gateway, keys, "cluster-1") != old_info, 20, "the successor's sync")
+    time.sleep(6 + 1)  # past the killed publisher's lease expiry
     samples = monitor.stop()
     assert len(samples) > 100
     assert min(samples) == PODS, "the cluster disappeared during the restart"

@@ -4,6 +4,7 @@ serve    the Dapr pluggable NameResolution component (gRPC on a Unix socket)
 publish  the per-cluster agent that writes Dapr pods into etcd
 dns      the DNS bridge for an unmodified daprd
 ls / status / resolve    inspect the registry and try a resolution
+probe    ask a running component socket and DNS bridge, as daprd would
 demo     the whole story on one machine
 """
 
@@ -27,6 +28,7 @@ COMMANDS = {
     "demo": "resolver.demo.run:cmd_demo",
     "publish": "resolver.cli.publish_cmd:cmd_publish",
     "dns": "resolver.cli.dns_cmd:cmd_dns",
+    "probe": "resolver.cli.probe_cmd:cmd_probe",
 }
 
 
@@ -70,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     from resolver.cli.dns_cmd import add_dns_parser
 
     add_dns_parser(commands, common)
+
+    from resolver.cli.probe_cmd import add_probe_parser
+
+    add_probe_parser(commands, common)
 
     demo = commands.add_parser("demo", parents=[common], help="run the end-to-end demo on this machine")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)

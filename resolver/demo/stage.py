@@ -1,0 +1,120 @@
+"""The demo's stage: etcd, publishers, the component and the DNS bridge as real processes.
+
+Everything the demo starts is recorded here and ended here, by PID, with its temporary files.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from resolver.component.client import ComponentClient
+from resolver.demo.processes import CliProcess, wait_until
+from resolver.local_etcd import LocalEtcd
+
+LEASE_TTL = 3
+
+INVENTORIES = {
+    "cluster-1": [
+        {"appId": "order-service", "namespace": "default", "instance": "order-service-7d9f-a1",
+         "address": "10.1.0.11", "zone": "eu-1a"},
+        {"appId": "order-service", "namespace": "default", "instance": "order-service-7d9f-b2",
+         "address": "10.1.0.12", "zone": "eu-1b"},
+        {"appId": "payments", "namespace": "shop", "instance": "payments-5c8b-c3", "address": "10.1.0.21",
+         "zone": "eu-1a"},
+    ],
+    "cluster-2": [
+        {"appId": "order-service", "namespace": "default", "instance": "order-service-6b4c-d4",
+         "address": "10.2.0.11", "zone": "us-1a"},
+        {"appId": "checkout", "namespace": "default", "instance": "checkout-59d7-e5", "address": "10.2.0.31",
+         "zone": "us-1a"},
+    ],
+}
+
+
+class Stage:
+    def __init__(self, etcd_endpoints: str | None, prefix: str) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="dapr-nr-demo-"))
+        self.prefix = prefix
+        self.etcd: LocalEtcd | None = None
+        self.endpoints = etcd_endpoints or ""
+        self.processes: dict[str, CliProcess] = {}  # the current process of each role
+        self.started: list[tuple[str, CliProcess]] = []  # every process ever started, to end them all
+        self.dns_port = 0
+
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "sockets" / "etcd.sock"
+
+    def common(self) -> list[str]:
+        return ["--set", f"etcdEndpoints={self.endpoints}", "--set", f"prefix={self.prefix}"]
+
+    def start_etcd(self) -> None:
+        self.etcd = LocalEtcd(self.workdir / "etcd").start()
+        self.endpoints = self.etcd.endpoint
+
+    def inventory(self, cluster: str) -> Path:
+        return self.workdir / f"{cluster}.yaml"
+
+    def write_inventory(self, cluster: str, entries: list[dict[str, str]]) -> None:
+        path = self.inventory(cluster)
+        staging = path.with_suffix(".tmp")
+        staging.write_text(yaml.safe_dump({"endpoints": entries}, sort_keys=False))
+        staging.replace(path)  # atomic: the publisher never reads half a file
+
+    def start_publisher(self, cluster: str) -> CliProcess:
+        if not self.inventory(cluster).exists():
+            self.write_inventory(cluster, INVENTORIES[cluster])
+        process = CliProcess(["publish", "--cluster", cluster, "--source", "file", "--file",
+                              str(self.inventory(cluster)), "--lease-ttl", f"{LEASE_TTL}s", *self.common()],
+                             self.workdir / f"publish-{cluster}-{len(self.processes)}.log")
+        self.processes[f"publisher {cluster}"] = process
+        self.started.append((f"publisher {cluster}", process))
+        return process
+
+    def start_serve(self) -> CliProcess:
+        process = CliProcess(["serve", "--socket-dir", str(self.socket_path.parent), "--name", "etcd",
+                              *self.common()], self.workdir / "serve.log")
+        self.processes["serve"] = process
+        self.started.append(("serve", process))
+
+        def ready() -> bool:
+            process.check_running()
+            if not self.socket_path.exists():
+                return False
+            with ComponentClient(self.socket_path, timeout=2) as client:
+                return client.health() == "SERVING"
+
+        wait_until(ready, 30, "the component")
+        return process
+
+    def start_dns(self) -> CliProcess:
+        process = CliProcess(["dns", "--listen", "127.0.0.1:0", "--set", "clusterName=cluster-2",
+                              *self.common()], self.workdir / "dns.log")
+        self.processes["dns"] = process
+        self.started.append(("dns", process))
+
+        def bound() -> int:
+            process.check_running()
+            found = re.search(r"serving zone \S+ on [\d.]+:(\d+)", process.output())
+            return int(found.group(1)) if found else 0
+
+        self.dns_port = wait_until(bound, 30, "the DNS bridge")
+        return process
+
+    def pids(self) -> list[tuple[str, int]]:
+        shown = [(name, process.pid) for name, process in self.started]
+        if self.etcd is not None and self.etcd.process is not None:
+            shown.append(("etcd", self.etcd.pid))
+        return shown
+
+    def teardown(self) -> None:
+        for _, process in self.started:
+            process.stop(timeout=5)
+        if self.etcd is not None:
+            self.etcd.cleanup()
+        shutil.rmtree(self.workdir, ignore_errors=True)
