@@ -18,6 +18,7 @@ import sysconfig
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -46,12 +47,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class EtcdTls:
+    """Server certificate files, and a client certificate etcdctl uses for admin commands."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+
+
 class LocalEtcd:
     """One etcd member. Use as a context manager, or call :meth:`start` and :meth:`stop`."""
 
     def __init__(self, data_dir: Path | None = None, *, name: str = "local", client_port: int = 0,
                  peer_port: int = 0, initial_cluster: str = "", fast: bool = True,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), tls: EtcdTls | None = None) -> None:
         self._own_tmp = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="dapr-nr-etcd-"))
         self.name = name
@@ -60,11 +72,18 @@ class LocalEtcd:
         self.initial_cluster = initial_cluster or f"{name}=http://127.0.0.1:{self.peer_port}"
         self.fast = fast
         self.extra_args = extra_args
+        self.tls = tls
+        self.metrics_port = free_port()  # plain-HTTP /health, whatever the client side speaks
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
 
     @property
     def endpoint(self) -> str:
+        """``host:port``, or ``https://host:port`` when the member serves TLS."""
+        return f"{'https://' if self.tls else ''}127.0.0.1:{self.client_port}"
+
+    @property
+    def address(self) -> str:
         return f"127.0.0.1:{self.client_port}"
 
     @property
@@ -74,14 +93,18 @@ class LocalEtcd:
 
     def command(self) -> list[str]:
         peer = f"http://127.0.0.1:{self.peer_port}"
-        client = f"http://127.0.0.1:{self.client_port}"
+        client = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
         args = [
             find_binary("etcd"), "--name", self.name, "--data-dir", str(self.data_dir / "data"),
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", self.initial_cluster, "--initial-cluster-state", "new",
             "--logger", "zap", "--log-level", "warn",
+            "--listen-metrics-urls", f"http://127.0.0.1:{self.metrics_port}",
         ]
+        if self.tls is not None:
+            args += ["--cert-file", str(self.tls.cert), "--key-file", str(self.tls.key),
+                     "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
         if self.fast:  # tests and the demo need speed, not durability across power loss
             args.append("--unsafe-no-fsync")
         return args + list(self.extra_args)
@@ -101,7 +124,7 @@ class LocalEtcd:
             if self.process is not None and self.process.poll() is not None:
                 raise ResolverError(f"etcd exited with {self.process.returncode}; see {self.log_path}")
             with contextlib.suppress(OSError, ValueError):
-                url = f"http://{self.endpoint}/health"
+                url = f"http://127.0.0.1:{self.metrics_port}/health"
                 with urllib.request.urlopen(url, timeout=1) as response:
                     if json.loads(response.read()).get("health") == "true":
                         return
@@ -140,7 +163,9 @@ class LocalEtcd:
         self.start(timeout=timeout)
 
     def etcdctl(self, *args: str, check: bool = True) -> str:
-        result = subprocess.run([find_binary("etcdctl"), "--endpoints", self.endpoint, *args],
+        tls = ["--cacert", str(self.tls.ca), "--cert", str(self.tls.client_cert),
+               "--key", str(self.tls.client_key)] if self.tls else []
+        result = subprocess.run([find_binary("etcdctl"), "--endpoints", self.endpoint, *tls, *args],
                                 capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
             raise ResolverError(f"etcdctl {' '.join(args)} failed: {result.stderr.strip()}")

@@ -5,6 +5,7 @@ publish  the per-cluster agent that writes Dapr pods into etcd
 dns      the DNS bridge for an unmodified daprd
 ls / status / resolve    inspect the registry and try a resolution
 probe    ask a running component socket and DNS bridge, as daprd would
+etcd-rbac    etcd roles confining each cluster's publisher to its own keys
 demo     the whole story on one machine
 """
 
@@ -29,6 +30,7 @@ COMMANDS = {
     "publish": "resolver.cli.publish_cmd:cmd_publish",
     "dns": "resolver.cli.dns_cmd:cmd_dns",
     "probe": "resolver.cli.probe_cmd:cmd_probe",
+    "etcd-rbac": "resolver.cli.rbac_cmd:cmd_rbac",
 }
 
 
@@ -76,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     from resolver.cli.probe_cmd import add_probe_parser
 
     add_probe_parser(commands, common)
+
+    from resolver.cli.rbac_cmd import add_rbac_parser
+
+    add_rbac_parser(commands, common)
 
     demo = commands.add_parser("demo", parents=[common], help="run the end-to-end demo on this machine")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)

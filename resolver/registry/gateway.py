@@ -142,7 +142,7 @@ class EtcdGateway:
             for endpoint in conn.endpoints
         ]
         try:
-            return etcd3.MultiEndpointEtcd3Client(
+            client = etcd3.MultiEndpointEtcd3Client(
                 endpoints=endpoints, timeout=self.timeout, failover=True,
                 user=conn.username or None, password=conn.password or None,
             )
@@ -150,6 +150,12 @@ class EtcdGateway:
             for endpoint in endpoints:
                 endpoint.close()
             raise translate(error, "authenticate") from None
+        if not conn.tls:
+            # python3-etcd3 sends the auth token both as metadata and as call credentials; gRPC
+            # refuses call credentials on a plain channel ("insufficient security level"), so on
+            # plain channels the token travels as metadata only — which is what etcd reads.
+            client.call_credentials = None
+        return client
 
     def client(self) -> etcd3.MultiEndpointEtcd3Client:
         with self._lock:
