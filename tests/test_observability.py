@@ -1,0 +1,90 @@
+"""Metrics on --metrics-port for serve, publish and dns; JSON logs; the registry health service."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.request
+from pathlib import Path
+
+import dns.message
+import dns.query
+import grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from resolver.demo.processes import CliProcess
+from resolver.local_etcd import LocalEtcd, free_port
+from resolver.registry.gateway import EtcdGateway
+from resolver.registry.schema import Keys
+from tests.conftest import eventually, put_record, record
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_serve_metrics(serve, etcd: LocalEtcd, prefix: str, gateway: EtcdGateway, keys: Keys) -> None:
+    put_record(gateway, keys, record("orders", cluster="cluster-1"))
+    port = free_port()
+    server = serve("--metrics-port", str(port), "--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}")
+    with server.client() as client:
+        eventually(lambda: client.resolve("orders") == "10.0.0.1:50002", 5, "registry")
+        client.resolve("ghost")
+        with contextlib.suppress(grpc.RpcError):  # counting the INVALID_ARGUMENT is the point
+            client.resolve("bad/id")
+    samples = scrape(port)
+    assert value(samples, "dapr_nr_resolves_total", outcome="registry", policy="FailOver") >= 1
+    assert value(samples, "dapr_nr_resolves_total", outcome="fallback", policy="FailOver") == 1
+    assert value(samples, "dapr_nr_resolves_total", outcome="invalid", policy="FailOver") == 1
+    assert value(samples, "dapr_nr_resolve_duration_seconds_count") >= 2
+    assert value(samples, "dapr_nr_registry_connected", prefix=prefix) == 1
+    assert value(samples, "dapr_nr_registry_synced", prefix=prefix) == 1
+    assert value(samples, "dapr_nr_cached_endpoints", prefix=prefix, cluster="cluster-1") == 1
+    assert value(samples, "dapr_nr_cached_apps", prefix=prefix) == 1
+    assert value(samples, "dapr_nr_registry_relists_total") >= 1
+    assert value(samples, "dapr_nr_etcd_requests_total", operation="list") >= 1
+
+
+def test_publisher_metrics(etcd: LocalEtcd, prefix: str, tmp_path: Path) -> None:
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("- {appId: billing, namespace: default, instance: vm-1, address: 192.168.1.5}\n"
+                         "- {appId: bad.id, namespace: default, instance: vm-2, address: 192.168.1.6}\n")
+    port = free_port()
+    publisher = CliProcess(["publish", "--cluster", "vms", "--source", "file", "--file", str(inventory),
+                            "--lease-ttl", "3s", "--leader-elect", "--metrics-port", str(port),
+                            "--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}"],
+                           tmp_path / "publish.log")
+    try:
+        eventually(lambda: value(scrape(port), "dapr_nr_publisher_lease_renewals_total") >= 2, 20, "renewals")
+        samples = scrape(port)
+        assert value(samples, "dapr_nr_publisher_writes_total", op="put") >= 1
+        assert value(samples, "dapr_nr_publisher_leader") == 1
+        assert value(samples, "dapr_nr_publisher_skipped_total", reason="invalid_inventory_entry") == 1
+        assert value(samples, "dapr_nr_publisher_lease_losses_total") == 0
+    finally:
+        publisher.stop()
+
+
+def test_dns_metrics(dns_bridge, etcd: LocalEtcd, prefix: str) -> None:
+    port = free_port()
+    bridge = dns_bridge("--metrics-port", str(port), "--set", f"etcdEndpoints={etcd.endpoint}",
+                        "--set", f"prefix={prefix}")
+    dns.query.udp(dns.message.make_query("example.com", "A"), "127.0.0.1", port=bridge.port, timeout=5)
+    assert value(scrape(port), "dapr_nr_dns_queries_total", rcode="REFUSED", transport="udp") == 1
+
+
+def test_json_logs_are_one_object_per_line(serve, etcd: LocalEtcd, prefix: str) -> None:
+    server = serve("--log-format", "json", "--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}")
+    server.stop()
+    lines = [line for line in server.output().splitlines() if line.strip()]
+    assert len(lines) >= 3
+    entries = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "msg"} <= set(entry) for entry in entries)
+    assert any("serving dapr.proto.components.v1.NameResolution" in entry["msg"] for entry in entries)
