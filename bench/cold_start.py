@@ -20,11 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_table, rss_mb
+from bench.common import local_registry, print_table, rss_mb
 from resolver.component.client import ComponentClient
-from resolver.config import Layer, load_settings
 from resolver.demo.processes import CliProcess, wait_until
-from resolver.local_etcd import LocalEtcd
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.schema import EndpointRecord, Keys
 
@@ -48,11 +46,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
-    with LocalEtcd(work / "etcd") as etcd:
-        settings = load_settings([Layer("bench", {"etcdEndpoints": etcd.endpoint})])
-        gateway = EtcdGateway(settings.etcd)
-        fill(gateway, Keys(settings.prefix), args.records)
-        gateway.close()
+    with local_registry(work) as (etcd, gateway, keys):
+        fill(gateway, keys, args.records)
         rows = []
         for run in range(args.runs):
             log = work / f"serve-{run}.log"

@@ -1,10 +1,16 @@
-"""Helpers shared by the benchmarks: percentiles, RSS, a results table."""
+"""Helpers shared by the benchmarks: a local registry, percentiles, RSS, a results table."""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from resolver.config import Layer, load_settings
+from resolver.local_etcd import LocalEtcd
+from resolver.registry.gateway import EtcdGateway
+from resolver.registry.schema import EndpointRecord, Keys
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -43,3 +49,22 @@ def free_port_pair() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_registry(work: Path) -> Iterator[tuple[LocalEtcd, EtcdGateway, Keys]]:
+    """A local etcd in ``work`` and a gateway to its default registry prefix."""
+    with LocalEtcd(work / "etcd") as etcd:
+        settings = load_settings([Layer("bench", {"etcdEndpoints": etcd.endpoint})])
+        gateway = EtcdGateway(settings.etcd)
+        try:
+            yield etcd, gateway, Keys(settings.prefix)
+        finally:
+            gateway.close()
+
+
+def sample_registry(gateway: EtcdGateway, keys: Keys, apps: int = 100, first_app: str = "app0") -> None:
+    """``apps`` apps × 2 clusters × 5 instances (1,000 endpoints); app 0 may get a real name."""
+    records = [EndpointRecord(first_app if a == 0 else f"app{a}", "default", f"cluster-{c}", f"i-{a}-{c}-{i}",
+                              f"10.{c}.{a}.{i + 1}", 50002) for a in range(apps) for c in (1, 2) for i in range(5)]
+    gateway.apply([(r.key(keys), r.to_json(), None) for r in records], [])

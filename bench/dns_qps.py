@@ -24,12 +24,8 @@ import dns.message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port_pair, percentile, print_table
-from resolver.config import Layer, load_settings
+from bench.common import free_port_pair, local_registry, percentile, print_table, sample_registry
 from resolver.demo.processes import CliProcess, wait_until
-from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord, Keys
 
 NAME = "orders.default.dapr.internal"
 
@@ -80,13 +76,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
-    with LocalEtcd(work / "etcd") as etcd:
-        settings = load_settings([Layer("bench", {"etcdEndpoints": etcd.endpoint})])
-        gateway = EtcdGateway(settings.etcd)
-        keys = Keys(settings.prefix)
-        records = [EndpointRecord(f"app{a}" if a else "orders", "default", f"cluster-{c}", f"i-{a}-{c}-{i}",
-                                  f"10.{c}.{a}.{i + 1}", 50002) for a in range(100) for c in (1, 2) for i in range(5)]
-        gateway.apply([(r.key(keys), r.to_json(), None) for r in records], [])
+    with local_registry(work) as (etcd, gateway, keys):
+        sample_registry(gateway, keys, first_app="orders")
         bridges = {
             name: CliProcess(["dns", "--listen", "127.0.0.1:0", "--log-level", "info", "--set",
                               f"etcdEndpoints={etcd.endpoint}", "--set", "clusterName=cluster-1", *extra],
@@ -122,7 +113,6 @@ def main() -> None:
                 bridge.stop()
             baseline.terminate()
             baseline.wait(5)
-            gateway.close()
 
 
 if __name__ == "__main__":

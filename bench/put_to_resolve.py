@@ -18,13 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import summary_ms
+from bench.common import local_registry, summary_ms
 from resolver.component.client import ComponentClient
-from resolver.config import Layer, load_settings
 from resolver.demo.processes import CliProcess, wait_until
-from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord, Keys
+from resolver.registry.schema import EndpointRecord
 
 
 def main() -> None:
@@ -32,10 +29,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
-    with LocalEtcd(work / "etcd") as etcd:
-        settings = load_settings([Layer("bench", {"etcdEndpoints": etcd.endpoint})])
-        gateway = EtcdGateway(settings.etcd)
-        keys = Keys(settings.prefix)
+    with local_registry(work) as (etcd, gateway, keys):
         server = CliProcess(["serve", "--socket-dir", str(work), "--log-level", "warning",
                              "--set", f"etcdEndpoints={etcd.endpoint}", "--set", "clusterName=cluster-1"],
                             work / "serve.log")
@@ -56,7 +50,6 @@ def main() -> None:
             print(f"etcd put → resolvable through the socket: {summary_ms(samples)}")
         finally:
             server.stop()
-            gateway.close()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ alternate between the two servers so machine noise hits both alike.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import threading
@@ -22,14 +23,10 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import percentile, print_table
+from bench.common import local_registry, percentile, print_table, sample_registry
 from resolver._proto import nameresolution_pb2, nameresolution_pb2_grpc
 from resolver.component.client import ComponentClient
-from resolver.config import Layer, load_settings
 from resolver.demo.processes import CliProcess, wait_until
-from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord, Keys
 
 APPS = 100
 
@@ -68,23 +65,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
-    with LocalEtcd(work / "etcd") as etcd:
-        settings = load_settings([Layer("bench", {"etcdEndpoints": etcd.endpoint})])
-        gateway = EtcdGateway(settings.etcd)
-        keys = Keys(settings.prefix)
-        records = [EndpointRecord(f"app{a}", "default", f"cluster-{c}", f"app{a}-{c}-{i}", f"10.{c}.{a}.{i}", 50002)
-                   for a in range(APPS) for c in (1, 2) for i in range(5)]
-        gateway.apply([(r.key(keys), r.to_json(), None) for r in records], [])
+    with local_registry(work) as (etcd, gateway, keys):
+        sample_registry(gateway, keys, APPS)
         ours = CliProcess(["serve", "--socket-dir", str(work), "--name", "etcd", "--log-level", "warning",
                            "--set", f"etcdEndpoints={etcd.endpoint}", "--set", "clusterName=cluster-1"],
                           work / "serve.log")
         base_socket = work / "baseline.sock"
-        baseline = CliProcess([], work / "baseline.log")  # placeholder replaced below
-        baseline.process.kill()
-        import subprocess
-
-        baseline.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("baseline_server.py")),
-                                             str(base_socket)])
+        baseline = subprocess.Popen([sys.executable, str(Path(__file__).with_name("baseline_server.py")),
+                                     str(base_socket)])
         ours_socket = work / "etcd.sock"
         try:
             wait_until(lambda: ours_socket.exists() and base_socket.exists(), 20, "both servers")
@@ -107,8 +95,8 @@ def main() -> None:
             print_table(("concurrency", "server", "calls/s", "p50", "p99", "resolver/baseline"), rows)
         finally:
             ours.stop()
-            baseline.stop()
-            gateway.close()
+            baseline.terminate()
+            baseline.wait(10)
 
 
 if __name__ == "__main__":

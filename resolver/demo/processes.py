@@ -32,6 +32,20 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: 
                        + (f" (last error: {last_error})" if last_error else ""))
 
 
+def wait_serving(process: CliProcess, socket_path: Path, timeout: float = 30.0) -> None:
+    """Wait until ``serve`` (``process``) answers its health check on ``socket_path`` with SERVING."""
+    from resolver.component.client import ComponentClient
+
+    def ready() -> bool:
+        process.check_running()
+        if not socket_path.exists():
+            return False
+        with ComponentClient(socket_path, timeout=2) as client:
+            return client.health() == "SERVING"
+
+    wait_until(ready, timeout, f"serve on {socket_path}")
+
+
 class CliProcess:
     """``python -m resolver ARGS`` with its output in a log file."""
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from resolver.component.client import ComponentClient
-from resolver.demo.processes import CliProcess, wait_until
+from resolver.demo.processes import CliProcess, wait_serving, wait_until
 from resolver.local_etcd import LocalEtcd
 
 LEASE_TTL = 3
@@ -81,15 +80,7 @@ class Stage:
                               *self.common()], self.workdir / "serve.log")
         self.processes["serve"] = process
         self.started.append(("serve", process))
-
-        def ready() -> bool:
-            process.check_running()
-            if not self.socket_path.exists():
-                return False
-            with ComponentClient(self.socket_path, timeout=2) as client:
-                return client.health() == "SERVING"
-
-        wait_until(ready, 30, "the component")
+        wait_serving(process, self.socket_path)
         return process
 
     def start_dns(self) -> CliProcess:

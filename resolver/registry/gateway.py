@@ -42,13 +42,15 @@ big list quadratic (100k keys: 1.8 s at 2,000 per page, 0.47 s at 50,000). 50,00
 at most 4 KiB (MAX_RECORD_BYTES) stay under MAX_MESSAGE_BYTES."""
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
 
-# Keepalive pings find a dead or frozen etcd (SIGSTOP, a partition) on idle streams.
-# etcd refuses pings more often than its --grpc-keepalive-min-time (5 s by default).
+# Keepalive pings find a dead or frozen etcd (SIGSTOP, a partition) under a quiet watch stream.
+# etcd answers pings more often than its --grpc-keepalive-min-time (5 s) — or any ping on a
+# connection without an active stream (it does not set PermitWithoutStream) — with GOAWAY
+# "too_many_pings", so pings go out every 10 s and only while a call is active.
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from resolver.component.client import ComponentClient
-from resolver.demo.processes import CliProcess, wait_until
+from resolver.demo.processes import CliProcess, wait_serving
 
 _names = itertools.count()
 
@@ -23,14 +23,7 @@ class ServeProcess(CliProcess):
         super().__init__(["serve", *where, "--name", name, "--grace", "3", *extra], log_path, env)
 
     def wait_ready(self, timeout: float = 20.0) -> ServeProcess:
-        def ready() -> bool:
-            self.check_running()
-            if not self.socket_path.exists():
-                return False
-            with ComponentClient(self.socket_path, timeout=1) as client:
-                return client.health() == "SERVING"
-
-        wait_until(ready, timeout, f"serve on {self.socket_path}")
+        wait_serving(self, self.socket_path, timeout)
         return self
 
     def client(self, instance: str | None = None) -> ComponentClient:
