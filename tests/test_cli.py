@@ -93,3 +93,16 @@ def test_unreachable_etcd_gives_one_clear_line() -> None:
 
 def test_python_dash_m_and_console_script_agree() -> None:
     assert cli("--version").stdout.strip().startswith("dapr-etcd-resolver ")
+
+
+def test_metrics_port_in_use_is_a_clear_error(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--socket-dir", str(tmp_path), "--metrics-port", str(port))
+    assert result.returncode == 2
+    assert "--metrics-port" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "etcd.sock").exists()

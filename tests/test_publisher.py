@@ -217,3 +217,15 @@ def test_invalid_pods_are_skipped_counted_and_never_written(kube: FakeKubeApi, p
     _, pages = gateway.list_prefix(keys.root)
     assert all(k.decode().startswith((keys.cluster_apps("cluster-1"), keys.cluster_meta("cluster-1")))
                for page in pages for k, _, _ in page)
+
+
+def test_forbidden_pods_are_retried_until_rbac_is_fixed(kube: FakeKubeApi, publisher, gateway: EtcdGateway,
+                                                        keys: Keys) -> None:
+    kube.forbidden.add("pods")
+    kube.put_pod(make_pod("orders-a"))
+    agent = publisher(wait=False)
+    eventually(lambda: kube.requests["list pods"] >= 1, 10, "a refused list")
+    assert not agent.synced.is_set()
+    kube.forbidden.discard("pods")  # the operator fixes the ClusterRole
+    assert agent.synced.wait(15)
+    assert list(etcd_addresses(gateway, keys, "cluster-1")) == ["orders-a"]

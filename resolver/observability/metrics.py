@@ -94,5 +94,11 @@ REGISTRY.register(_ReaderCollector())
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from other pods
     """Serve /metrics on ``host:port`` in a daemon thread (0 = disabled)."""
-    if port:
+    if not port:
+        return
+    try:
         start_http_server(port, addr=host)
+    except OSError as error:
+        from resolver.errors import ConfigError
+
+        raise ConfigError("--metrics-port", f"cannot listen on {host}:{port}: {error.strerror}") from None

@@ -69,6 +69,7 @@ class _Reflector:
     """List-then-watch of one resource list call; subclasses say what to do with objects."""
 
     kind = "object"
+    retry_forbidden = True  # pods: wait for RBAC to be fixed; nodes: give up, zones stay empty
 
     def __init__(self, list_call: Callable[..., Any], stop: threading.Event, label_selector: str = "") -> None:
         self._list_call = list_call
@@ -156,7 +157,13 @@ class _Reflector:
                 log.info("%s; re-listing %ss", error, self.kind)
                 version = ""
             except Forbidden:
-                raise
+                if not self.retry_forbidden:
+                    raise
+                failures += 1
+                log.log(logging.ERROR if failures in (1, 10) or failures % 50 == 0 else logging.DEBUG,
+                        "not allowed to list/watch %ss (grant get/list/watch on %ss to this service account); "
+                        "retrying in 5s", self.kind, self.kind)
+                self._stop.wait(5.0)
             except KubeError as error:
                 failures += 1
                 delay = min(5.0, 0.1 * 2 ** min(failures, 6))
@@ -230,6 +237,7 @@ class PodReflector(_Reflector):
 
 class NodeReflector(_Reflector):
     kind = "node"
+    retry_forbidden = False
 
     def __init__(self, list_call: Callable[..., Any], stop: threading.Event, zones: dict[str, str],
                  on_zone_change: Callable[[str], None]) -> None:
