@@ -58,6 +58,7 @@ class RegistryWriter:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self.synced_at = 0.0
+        self._announced = False
         self._thread = threading.Thread(target=self._run, name=f"registry-writer {cluster}", daemon=True)
         self._retrying = retry_until_stopped(self._stop, self._log_retry)
 
@@ -158,10 +159,19 @@ class RegistryWriter:
                     self._dirty |= dirty
                 raise
             self._write_info()
+            self._announce_synced()
         except LeaseNotFound:
             for keys in self.leases.keepalive(only_due=False):
                 self._requeue(keys)
             raise
+
+    def _announce_synced(self) -> None:
+        """Tell the owner once the first full list *and* the info key's ``syncedAt`` are in etcd."""
+        info_done = self._info is None or (self._info_written is not None and bool(self._info_written.synced_at))
+        if self.synced_at and info_done and not self._announced:
+            self._announced = True
+            if self._on_synced:
+                self._on_synced()
 
     def _requeue(self, keys: set[str]) -> None:
         with self._cond:
@@ -195,8 +205,6 @@ class RegistryWriter:
             self.synced_at = round(time.time(), 3)
             log.info("cluster %s synced: %d records in etcd (%d written, %d deleted)",
                      self.cluster, len(desired), len(puts), len(deletes))
-            if self._on_synced:
-                self._on_synced()
 
     def _commit(self, puts: Sequence[tuple[str, bytes, int | None]], deletes: list[str],
                 source: Mapping[str, EndpointRecord | None]) -> None:
