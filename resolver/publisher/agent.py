@@ -51,7 +51,8 @@ class PublisherAgent:
         self.gateway = EtcdGateway(settings.etcd)
         info = ClusterInfo(cluster=options.cluster, publisher=self.identity, version=__version__,
                            started_at=round(time.time(), 3), lease_ttl=options.lease_ttl)
-        scopes = list(options.namespaces) or [""] if options.source == "kubernetes" else [""]
+        # One full list per namespace watched (or one for the whole cluster) before anything is written.
+        scopes = list(options.namespaces) if options.source == "kubernetes" and options.namespaces else [""]
         self.publication = Publication(self.gateway, options.cluster, options.lease_ttl, info, scopes)
         self.source = self._build_source()
         self.election: LeaderElection | None = None

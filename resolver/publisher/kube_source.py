@@ -290,10 +290,6 @@ class KubernetesSource:
         self.nodes = NodeReflector(self._core.list_node, self._stop, self._zones, self._rezone)
         self._threads: list[threading.Thread] = []
 
-    @staticmethod
-    def scopes(namespaces: list[str]) -> list[str]:
-        return namespaces or [""]
-
     def _rezone(self, node: str) -> None:
         for reflector in self.pods:
             reflector.rezone(node)

@@ -40,10 +40,6 @@ class Publication:
     def listed(self) -> bool:
         return self._scopes <= set(self._by_scope)
 
-    def records(self) -> dict[str, EndpointRecord]:
-        with self._lock:
-            return {key: record for scope in self._by_scope.values() for key, record in scope.items()}
-
     # -- from sources ---------------------------------------------------------------------
 
     def replace(self, records: Iterable[EndpointRecord], scope: str = "") -> None:
@@ -92,7 +88,3 @@ class Publication:
             writer, self._writer = self._writer, None
         if writer is not None:
             writer.stop(withdraw=withdraw)
-
-    @property
-    def writer(self) -> RegistryWriter | None:
-        return self._writer

@@ -34,10 +34,6 @@ class LeasePool:
         self._leases: dict[int, Lease] = {}
         self._lease_of: dict[str, int] = {}
 
-    @property
-    def lease_ids(self) -> list[int]:
-        return list(self._leases)
-
     def lease_of(self, key: str) -> int | None:
         return self._lease_of.get(key)
 

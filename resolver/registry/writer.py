@@ -85,9 +85,6 @@ class RegistryWriter:
                 self._dirty.add(key)
                 self._cond.notify()
 
-    def desired_count(self) -> int:
-        return len(self._desired)
-
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> RegistryWriter:
@@ -108,12 +105,6 @@ class RegistryWriter:
                 log.warning("could not withdraw (records expire with their lease): %s", error)
         else:
             self.leases.abandon()
-
-    def wait_synced(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.synced_at and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return bool(self.synced_at)
 
     # -- the writer thread ----------------------------------------------------------------
 

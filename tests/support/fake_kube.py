@@ -175,10 +175,6 @@ class FakeKubeApi:
             with contextlib.suppress(OSError):
                 connection.shutdown(2)
 
-    def watch_count(self) -> int:
-        with self._cond:
-            return len(self._streams)
-
     # -- HTTP ---------------------------------------------------------------------------------
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
