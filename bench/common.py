@@ -42,14 +42,6 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 
 
-def free_port_pair() -> int:
-    """A free loopback TCP port (for a metrics endpoint)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 @contextlib.contextmanager
 def local_registry(work: Path) -> Iterator[tuple[LocalEtcd, EtcdGateway, Keys]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import subprocess
 import sys
 import tempfile
@@ -24,8 +23,9 @@ import dns.message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port_pair, local_registry, percentile, print_table, sample_registry
-from resolver.demo.processes import CliProcess, wait_until
+from bench.common import local_registry, percentile, print_table, sample_registry
+from resolver.demo.processes import CliProcess, wait_dns_listening
+from resolver.local_etcd import free_port
 
 NAME = "orders.default.dapr.internal"
 
@@ -84,17 +84,13 @@ def main() -> None:
                              work / f"{name}.log")
             for name, extra in (("bridge", []), ("bridge, no response cache", ["--no-response-cache"]))
         }
-        base_port = free_port_pair()
+        base_port = free_port()
         baseline = subprocess.Popen([sys.executable, str(Path(__file__).with_name("dns_baseline_server.py")),
                                      str(base_port)], stdout=subprocess.PIPE)
         try:
             ports = {"baseline": base_port}
             for name, bridge in bridges.items():
-                def bound(bridge: CliProcess = bridge) -> int:
-                    found = re.search(r"serving zone \S+ on [\d.]+:(\d+)", bridge.output())
-                    return int(found.group(1)) if found else 0
-
-                ports[name] = int(wait_until(bound, 20, name))
+                ports[name] = wait_dns_listening(bridge, 20)
             if baseline.stdout is None or baseline.stdout.readline().strip() != b"ready":
                 raise SystemExit("the baseline server did not start")
             results: dict[str, list[float]] = {name: [] for name in ports}

@@ -29,10 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port_pair, rss_mb, summary_ms
-from resolver.config import Layer, load_settings
+from bench.common import local_registry, rss_mb, summary_ms
 from resolver.demo.processes import CliProcess, wait_until
-from resolver.local_etcd import LocalEtcd
+from resolver.local_etcd import free_port
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.schema import ClusterInfo, Keys
 from resolver.registry.watch import PrefixWatch
@@ -78,11 +77,8 @@ def main() -> None:
     for i in range(args.pods):
         api.put_pod(make_pod(f"app{i % 500}-{i}", app_id=f"app{i % 500}", namespace=f"ns{i % 20}",
                              ip=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", node=f"node-{i % 10}"))
-    metrics_port = free_port_pair()
-    with LocalEtcd(work / "etcd") as etcd:
-        settings = load_settings([Layer("bench", {"etcdEndpoints": etcd.endpoint})])
-        gateway = EtcdGateway(settings.etcd)
-        keys = Keys(settings.prefix)
+    metrics_port = free_port()
+    with local_registry(work) as (etcd, gateway, keys):
         spawned = time.time()
         publisher = CliProcess(["publish", "--cluster", "bench", "--kubeconfig", str(api.kubeconfig(work / "kc")),
                                 "--metrics-port", str(metrics_port), "--log-level", "warning",
@@ -109,7 +105,6 @@ def main() -> None:
                   f"publisher RSS {rss_mb(publisher.pid):.0f} MB")
         finally:
             publisher.stop()
-            gateway.close()
             api.close()
     raw, model = model_vs_raw(args.pods)
     print(f"4. parsing a {args.pods:,}-pod list: raw JSON {raw:.2f} s vs kubernetes models {model:.2f} s "
@@ -119,7 +114,7 @@ def main() -> None:
 def event_latencies(api: FakeKubeApi, gateway: EtcdGateway, keys: Keys, count: int) -> list[float]:
     arrived: dict[str, float] = {}
     ready = threading.Event()
-    revision = int(gateway.call("rev", lambda c: c.get_response("/")).header.revision)
+    revision = gateway.status("/").revision
     watch = PrefixWatch(gateway, keys.cluster_apps("bench"), revision + 1)
 
     def follow() -> None:

@@ -85,7 +85,7 @@ def test_compaction_while_disconnected_forces_a_relist_that_drops_stale(
         eventually(lambda: not reader.connected, 10, "the reader to notice the cut")
         gateway.delete(goes.key(keys))
         put_record(gateway, keys, record("arrived"))
-        revision = int(gateway.call("get", lambda c: c.get_response("/")).header.revision)
+        revision = gateway.status("/").revision
         gateway.compact(revision)
         proxy.restore()
         eventually(lambda: reader.connected and reader.cache.lookup("default", "arrived"), 15, "re-list")

@@ -135,7 +135,7 @@ def test_a_publisher_writes_only_its_own_cluster(auth_etcd: LocalEtcd) -> None:
                     f"{PREFIX}/apps/cluster-10/default/x/y", "/elsewhere"):
             with pytest.raises(RegistryError, match="PERMISSION_DENIED"):
                 cluster_1.put(key, b"hijack")
-        assert cluster_1.list_prefix(KEYS.root)[0] > 0  # reading the registry is allowed
+        assert cluster_1.list_prefix(KEYS.root)[0].revision > 0  # reading the registry is allowed
     finally:
         cluster_1.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 
 import dns.name
@@ -18,6 +19,11 @@ from resolver.registry.reader import RegistryReader
 from resolver.resolution.resolver import Resolver
 
 log = logging.getLogger(__name__)
+
+# The start-up log line, and its parser: with --listen HOST:0 this line is how a supervisor
+# (the demo, the tests, the benchmarks) learns the port that was bound.
+LISTENING = "serving zone %s on %s:%d (UDP and TCP)"
+LISTENING_PORT = re.compile(r"serving zone \S+ on [\d.]+:(\d+) \(UDP and TCP\)")
 
 
 def add_dns_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -65,7 +71,7 @@ async def _serve(service: DnsService, reader: RegistryReader, host: str, port: i
         log.warning("registry not synced after %.1fs: answering with fallbacks until it is", sync_wait)
     transport, server = await start_dns(service, host, port)
     bound = server.sockets[0].getsockname()
-    log.info("serving zone %s on %s:%d (UDP and TCP)", zone, bound[0], bound[1])
+    log.info(LISTENING, zone, bound[0], bound[1])
     await stop.wait()
     log.info("shutting down the DNS bridge")
     transport.close()

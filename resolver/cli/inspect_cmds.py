@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from resolver.cli.common import settings_from
 from resolver.errors import InvalidRecord
@@ -13,6 +14,8 @@ from resolver.registry.gateway import EtcdGateway
 from resolver.registry.reader import RegistryReader
 from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
 from resolver.resolution.resolver import Resolver
+
+T = TypeVar("T")
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -33,29 +36,48 @@ def _age(since: float, now: float) -> str:
     return f"{seconds // 3600}h"
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
+def _read(args: argparse.Namespace, range_of: Callable[[Keys], str],
+          parse: Callable[[Keys, str, bytes], T | None]) -> tuple[list[T], int]:
+    """What ``parse`` makes of one range of the registry, and how many entries were invalid (each
+    reported on stderr). ``parse`` returns None for keys it does not want."""
     settings = settings_from(args)
     gateway = EtcdGateway(settings.etcd)
     keys = Keys(settings.prefix)
+    parsed: list[T] = []
+    invalid = 0
     try:
-        _, pages = gateway.list_prefix(keys.apps)
-        rows, invalid, now = [], 0, time.time()
+        _, pages = gateway.list_prefix(range_of(keys))
         for page in pages:
             for raw_key, value, _ in page:
                 key = raw_key.decode("utf-8", errors="replace")
                 try:
-                    record = EndpointRecord.from_json(value, keys.parse_endpoint(key))
+                    item = parse(keys, key, value)
                 except InvalidRecord as error:
                     invalid += 1
                     print(f"warning: skipping {key}: {error}", file=sys.stderr)
                     continue
-                if (args.namespace and record.namespace != args.namespace) or (args.app and record.app_id != args.app):
-                    continue
-                rows.append((record.app_id, record.namespace, record.cluster, record.instance, record.host_port,
-                             _age(record.updated_at, now)))
+                if item is not None:
+                    parsed.append(item)
     finally:
         gateway.close()
-    rows.sort()
+    return parsed, invalid
+
+
+def _endpoint(keys: Keys, key: str, value: bytes) -> EndpointRecord:
+    return EndpointRecord.from_json(value, keys.parse_endpoint(key))
+
+
+def _cluster_info(keys: Keys, key: str, value: bytes) -> ClusterInfo | None:
+    cluster, leaf = keys.parse_cluster_key(key)
+    return ClusterInfo.from_json(value, cluster) if leaf == "info" else None
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    records, invalid = _read(args, lambda keys: keys.apps, _endpoint)
+    now = time.time()
+    rows = sorted((r.app_id, r.namespace, r.cluster, r.instance, r.host_port, _age(r.updated_at, now))
+                  for r in records
+                  if (not args.namespace or r.namespace == args.namespace) and (not args.app or r.app_id == args.app))
     print_table(("APP", "NAMESPACE", "CLUSTER", "INSTANCE", "ADDRESS", "AGE"), rows)
     if invalid:
         print(f"{invalid} invalid record(s) skipped", file=sys.stderr)
@@ -63,23 +85,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    gateway = EtcdGateway(settings.etcd)
-    keys = Keys(settings.prefix)
-    try:
-        _, pages = gateway.list_prefix(keys.clusters)
-        infos: list[ClusterInfo] = []
-        for page in pages:
-            for raw_key, value, _ in page:
-                key = raw_key.decode("utf-8", errors="replace")
-                try:
-                    cluster, leaf = keys.parse_cluster_key(key)
-                    if leaf == "info":
-                        infos.append(ClusterInfo.from_json(value, cluster))
-                except InvalidRecord as error:
-                    print(f"warning: skipping {key}: {error}", file=sys.stderr)
-    finally:
-        gateway.close()
+    infos, _ = _read(args, lambda keys: keys.clusters, _cluster_info)
     now = time.time()
     print_table(("CLUSTER", "PUBLISHER", "VERSION", "STARTED", "SYNCED", "ENDPOINTS", "LEASE TTL"), [
         (info.cluster, info.publisher, info.version or "-", _age(info.started_at, now) + " ago",

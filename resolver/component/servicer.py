@@ -18,6 +18,8 @@ from resolver._proto import common_pb2, nameresolution_pb2, nameresolution_pb2_g
 from resolver.component.instances import Caller, Instances
 from resolver.errors import InvalidRequest, NotFound, NotInitialized, ResolverError, grpc_status_for
 from resolver.observability import metrics
+from resolver.resolution.policy import Policy
+from resolver.resolution.resolver import Outcome, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ SERVICE_NAME = nameresolution_pb2.DESCRIPTOR.services_by_name["NameResolution"].
 FEATURES: list[str] = []  # no optional features defined for name resolution yet
 
 Response = TypeVar("Response")
+Answer = TypeVar("Answer")
 
 
 def _instance_name(context: grpc.ServicerContext) -> str:
@@ -80,36 +83,32 @@ class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
              context: grpc.ServicerContext) -> common_pb2.PingResponse:
         return common_pb2.PingResponse()
 
-    @_answer("ResolveID")
-    def ResolveID(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
-                  context: grpc.ServicerContext) -> nameresolution_pb2.ResolveResponse:
+    def _measured(self, context: grpc.ServicerContext,
+                  resolve: Callable[[Resolver], tuple[Answer, Outcome, Policy]]) -> Answer:
+        """Run one resolve for the caller's instance, counting its outcome and timing it."""
         started = time.perf_counter()
         policy = "-"
         try:
             state = self.instances.get(_instance_name(context))
             policy = state.settings.policy.value
-            address, outcome, chosen = state.resolver.resolve(request.id, request.namespace, request.port)
+            answer, outcome, chosen = resolve(state.resolver)
         except ResolverError as error:
             metrics.count_resolve(_outcome_of(error), policy)
             raise
         metrics.count_resolve(outcome.value, chosen.name.value)
         metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
+        return answer
+
+    @_answer("ResolveID")
+    def ResolveID(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> nameresolution_pb2.ResolveResponse:
+        address = self._measured(context, lambda r: r.resolve(request.id, request.namespace, request.port))
         return nameresolution_pb2.ResolveResponse(address=address)
 
     @_answer("ResolveIDMulti")
     def ResolveIDMulti(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> nameresolution_pb2.ResolveMultiResponse:
-        started = time.perf_counter()
-        policy = "-"
-        try:
-            state = self.instances.get(_instance_name(context))
-            policy = state.settings.policy.value
-            addresses, outcome, chosen = state.resolver.resolve_multi(request.id, request.namespace, request.port)
-        except ResolverError as error:
-            metrics.count_resolve(_outcome_of(error), policy)
-            raise
-        metrics.count_resolve(outcome.value, chosen.name.value)
-        metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
+        addresses = self._measured(context, lambda r: r.resolve_multi(request.id, request.namespace, request.port))
         return nameresolution_pb2.ResolveMultiResponse(addresses=addresses)
 
     @_answer("Close")

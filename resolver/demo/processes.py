@@ -46,6 +46,18 @@ def wait_serving(process: CliProcess, socket_path: Path, timeout: float = 30.0) 
     wait_until(ready, timeout, f"serve on {socket_path}")
 
 
+def wait_dns_listening(process: CliProcess, timeout: float = 30.0) -> int:
+    """Wait until ``dns`` (``process``) logs the port it listens on; return that port."""
+    from resolver.cli.dns_cmd import LISTENING_PORT
+
+    def bound() -> int:
+        process.check_running()
+        found = LISTENING_PORT.search(process.output())
+        return int(found.group(1)) if found else 0
+
+    return wait_until(bound, timeout, "the DNS bridge to listen")
+
+
 class CliProcess:
     """``python -m resolver ARGS`` with its output in a log file."""
 

@@ -5,14 +5,13 @@ Everything the demo starts is recorded here and ended here, by PID, with its tem
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from resolver.demo.processes import CliProcess, wait_serving, wait_until
+from resolver.demo.processes import CliProcess, wait_dns_listening, wait_serving
 from resolver.local_etcd import LocalEtcd
 
 LEASE_TTL = 3
@@ -88,13 +87,7 @@ class Stage:
                               *self.common()], self.workdir / "dns.log")
         self.processes["dns"] = process
         self.started.append(("dns", process))
-
-        def bound() -> int:
-            process.check_running()
-            found = re.search(r"serving zone \S+ on [\d.]+:(\d+)", process.output())
-            return int(found.group(1)) if found else 0
-
-        self.dns_port = wait_until(bound, 30, "the DNS bridge")
+        self.dns_port = wait_dns_listening(process)
         return process
 
     def pids(self) -> list[tuple[str, int]]:

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import etcd3
 import etcd3.exceptions
@@ -73,6 +73,13 @@ _UNAVAILABLE_EXCEPTIONS = (
     etcd3.exceptions.WatchTimedOut,
     etcd3.exceptions.InternalServerError,
 )
+
+
+class EtcdHeader(NamedTuple):
+    """What every etcd answer says about the store: its revision, and which cluster answered."""
+
+    revision: int
+    cluster_id: int
 
 
 def translate(error: BaseException, what: str) -> RegistryError:
@@ -200,9 +207,15 @@ class EtcdGateway:
 
     # -- reads ----------------------------------------------------------------------------
 
+    def status(self, key: str) -> EtcdHeader:
+        """The cluster's identity and current revision: a count-only read of ``key``, which must be
+        one the credentials may read (with per-cluster RBAC, a key under the registry prefix)."""
+        response = self.call("status", lambda c: c.get_response(key, count_only=True))
+        return EtcdHeader(int(response.header.revision), int(response.header.cluster_id))
+
     def list_prefix(self, prefix: str, page_size: int = LIST_PAGE_SIZE,
-                    ) -> tuple[int, Iterator[list[tuple[bytes, bytes, int]]]]:
-        """A consistent paged read of ``prefix``: ``(revision, pages of (key, value, lease))``.
+                    ) -> tuple[EtcdHeader, Iterator[list[tuple[bytes, bytes, int]]]]:
+        """A consistent paged read of ``prefix``: ``(header, pages of (key, value, lease))``.
 
         The first page fixes the revision; later pages read at that revision, so the whole
         list is one snapshot even when it spans many requests (and stays under the gRPC
@@ -212,6 +225,7 @@ class EtcdGateway:
         end = etcd3.utils.prefix_range_end(start)
         first = self.call("list", lambda c: c.get_range_response(start, end, limit=page_size))
         revision = int(first.header.revision)
+        header = EtcdHeader(revision, int(first.header.cluster_id))
 
         def fetch(after: bytes) -> Any:
             return self.call("list", lambda c: c.get_range_response(after, end, limit=page_size, revision=revision))
@@ -229,7 +243,7 @@ class EtcdGateway:
                         return
                     response = upcoming.result()
 
-        return revision, pages()
+        return header, pages()
 
     def get(self, key: str) -> bytes | None:
         value, _ = self.call("get", lambda c: c.get(key))

@@ -144,9 +144,9 @@ class RegistryReader:
             return self._resume_revision
         started = time.monotonic()
         with _no_gc():
-            revision, pages = self.gateway.list_prefix(self.keys.root)
+            header, pages = self.gateway.list_prefix(self.keys.root)
+            revision, self._cluster_id = header
             items = [(key, value) for page in pages for key, value, _ in page]
-            self._cluster_id = self._current_cluster_id()
             self.relists += 1
             metrics.RELISTS.inc()
             stats = self.cache.replace_all(items, revision)
@@ -159,15 +159,10 @@ class RegistryReader:
                 stats.endpoints, stats.added, stats.removed, stats.skipped)
         return revision
 
-    def _current_cluster_id(self) -> int:
-        response = self.gateway.call("status", lambda c: c.get_response(self.keys.root, count_only=True))
-        return int(response.header.cluster_id)
-
     def _can_resume(self) -> bool:
         """Same etcd cluster, and its revision has not gone back behind ours."""
-        response = self.gateway.call("status", lambda c: c.get_response(self.keys.root, count_only=True))
-        same = int(response.header.cluster_id) == self._cluster_id
-        if same and int(response.header.revision) >= self._resume_revision:
+        now = self.gateway.status(self.keys.root)
+        if now.cluster_id == self._cluster_id and now.revision >= self._resume_revision:
             return True
         log.warning("registry %s changed identity or went back in time; re-listing", self.connection)
         return False

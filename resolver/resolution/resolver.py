@@ -134,10 +134,14 @@ class Resolver:
         except ValidationError as error:
             raise InvalidRequest("port", error.message) from None
 
+    def _found(self, request_id: str, request_namespace: str, port: int) -> tuple[Candidates, int]:
+        """The validated port, and the candidates for a request (validated too)."""
+        port = self._checked_port(port)
+        return self.candidates(self.target(request_id, request_namespace)), port
+
     def resolve(self, request_id: str, request_namespace: str, port: int) -> tuple[str, Outcome, Policy]:
         """ResolveID: one address, and whether it came from the registry or the fallback."""
-        port = self._checked_port(port)
-        found = self.candidates(self.target(request_id, request_namespace))
+        found, port = self._found(request_id, request_namespace, port)
         if found.selection:
             return pick_one(found.selection, self.rng), Outcome.REGISTRY, found.policy
         return self.fallback(found.target, port), Outcome.FALLBACK, found.policy
@@ -145,8 +149,7 @@ class Resolver:
     def resolve_multi(self, request_id: str, request_namespace: str, port: int,
                       ) -> tuple[list[str], Outcome, Policy]:
         """ResolveIDMulti: the weighted candidate list (see :func:`spread`), or the fallback."""
-        port = self._checked_port(port)
-        found = self.candidates(self.target(request_id, request_namespace))
+        found, port = self._found(request_id, request_namespace, port)
         if found.selection:
             return spread(found.selection, self.rng), Outcome.REGISTRY, found.policy
         return [self.fallback(found.target, port)], Outcome.FALLBACK, found.policy

@@ -77,7 +77,7 @@ def test_compact_and_defrag_while_watches_run(world: World) -> None:
     churn = threading.Thread(target=world.churn, args=(40,))
     churn.start()
     time.sleep(0.3)
-    revision = int(world.gateway.call("get", lambda c: c.get_response("/")).header.revision)
+    revision = world.gateway.status("/").revision
     world.etcds[0].etcdctl("compact", str(revision), "--physical")
     world.etcds[0].etcdctl("defrag")
     churn.join()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,19 +10,14 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from resolver.demo.processes import CliProcess, wait_until
+from resolver.demo.processes import CliProcess, wait_dns_listening
 
 
 class DnsProcess(CliProcess):
     port = 0
 
     def wait_ready(self, timeout: float = 20.0) -> DnsProcess:
-        def bound() -> int:
-            self.check_running()
-            found = re.search(r"serving zone \S+ on [\d.]+:(\d+)", self.output())
-            return int(found.group(1)) if found else 0
-
-        self.port = int(wait_until(bound, timeout, "the DNS bridge to listen"))
+        self.port = wait_dns_listening(self, timeout)
         return self
 
     def query(self, name: str, rdtype: str = "A", tcp: bool = False, payload: int | None = None,
