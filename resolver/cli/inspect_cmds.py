@@ -1,18 +1,24 @@
-"""``ls``, ``status`` and ``resolve``: look at the registry the way the component sees it."""
+"""``ls`` and ``resolve``: look at the registry the way the component sees it (``status``: status_cmd).
+
+Both print only their answer on stdout (a table, or JSON with ``--output json``) and everything
+else — warnings about skipped records, how an answer was reached — on stderr, so scripts can
+use stdout as is.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from resolver.cli.common import settings_from
-from resolver.errors import InvalidRecord
+from resolver.cli.common import describe_error, note_key_range, settings_from
+from resolver.errors import InvalidRecord, RegistryError
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
+from resolver.registry.schema import EndpointRecord, Keys
 from resolver.resolution.resolver import Resolver
 
 T = TypeVar("T")
@@ -46,6 +52,7 @@ def _read(args: argparse.Namespace, range_of: Callable[[Keys], str],
     parsed: list[T] = []
     invalid = 0
     try:
+        note_key_range(range_of(keys))
         _, pages = gateway.list_prefix(range_of(keys))
         for page in pages:
             for raw_key, value, _ in page:
@@ -67,33 +74,32 @@ def _endpoint(keys: Keys, key: str, value: bytes) -> EndpointRecord:
     return EndpointRecord.from_json(value, keys.parse_endpoint(key))
 
 
-def _cluster_info(keys: Keys, key: str, value: bytes) -> ClusterInfo | None:
-    cluster, leaf = keys.parse_cluster_key(key)
-    return ClusterInfo.from_json(value, cluster) if leaf == "info" else None
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
     records, invalid = _read(args, lambda keys: keys.apps, _endpoint)
     now = time.time()
-    rows = sorted((r.app_id, r.namespace, r.cluster, r.instance, r.host_port, _age(r.updated_at, now))
-                  for r in records
-                  if (not args.namespace or r.namespace == args.namespace) and (not args.app or r.app_id == args.app))
-    print_table(("APP", "NAMESPACE", "CLUSTER", "INSTANCE", "ADDRESS", "AGE"), rows)
+    chosen = sorted((r for r in records if (not args.namespace or r.namespace == args.namespace)
+                     and (not args.app or r.app_id == args.app)),
+                    key=lambda r: (r.app_id, r.namespace, r.cluster, r.instance))
+    if getattr(args, "output", "table") == "json":
+        print(json.dumps([{"appId": r.app_id, "namespace": r.namespace, "cluster": r.cluster, "instance": r.instance,
+                           "address": r.address, "port": r.port, "node": r.node, "zone": r.zone,
+                           "updatedAt": r.updated_at} for r in chosen], indent=2))
+    else:
+        print_table(("APP", "NAMESPACE", "CLUSTER", "INSTANCE", "ADDRESS", "AGE"),
+                    [(r.app_id, r.namespace, r.cluster, r.instance, r.host_port, _age(r.updated_at, now))
+                     for r in chosen])
     if invalid:
         print(f"{invalid} invalid record(s) skipped", file=sys.stderr)
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    infos, _ = _read(args, lambda keys: keys.clusters, _cluster_info)
-    now = time.time()
-    print_table(("CLUSTER", "PUBLISHER", "VERSION", "STARTED", "SYNCED", "ENDPOINTS", "LEASE TTL"), [
-        (info.cluster, info.publisher, info.version or "-", _age(info.started_at, now) + " ago",
-         (_age(info.synced_at, now) + " ago") if info.synced_at else "not yet", info.endpoints,
-         f"{info.lease_ttl:g}s")
-        for info in sorted(infos, key=lambda i: i.cluster)
-    ])
-    return 0
+def _why_unreachable(reader: RegistryReader) -> str:
+    """The etcd error behind an unsynced reader, asked once more for the operator (bounded by etcdTimeout)."""
+    try:
+        reader.gateway.status(reader.keys.root)
+    except RegistryError as error:
+        return describe_error(error)[0].removeprefix("registry: ")
+    return reader.health_reason() or "not synced within initialSyncWait"
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
@@ -103,12 +109,21 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         resolver = Resolver(settings, reader, args.caller_namespace)
         if args.all:
             addresses, outcome, policy = resolver.resolve_multi(args.id, args.namespace, args.port)
-            print("\n".join(addresses))
         else:
             address, outcome, policy = resolver.resolve(args.id, args.namespace, args.port)
-            print(address)
-        synced = "" if reader.synced else ", registry not reachable"
-        print(f"({outcome.value}, policy {policy.name.value}{synced})", file=sys.stderr)
+            addresses = [address]
+        unreachable = "" if reader.synced else _why_unreachable(reader)
     finally:
         reader.stop()
+    if getattr(args, "output", "text") == "json":
+        print(json.dumps({"id": args.id, "answers" if args.all else "answer": addresses if args.all else addresses[0],
+                          "outcome": outcome.value, "policy": policy.name.value,
+                          "registry": "unreachable" if unreachable else "synced"}, indent=2))
+    else:
+        print("\n".join(addresses))
+    print(f"({outcome.value}, policy {policy.name.value}{', registry not reachable' if unreachable else ''})",
+          file=sys.stderr)
+    if unreachable:
+        print(f"warning: this is the {outcome.value} answer because the registry was not reachable: {unreachable}",
+              file=sys.stderr)
     return 0

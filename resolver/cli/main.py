@@ -1,12 +1,17 @@
-"""``dapr-etcd-resolver``: one command, one subcommand per role.
+"""dapr-etcd-resolver: one command, one subcommand per role.
 
-serve    the Dapr pluggable NameResolution component (gRPC on a Unix socket)
-publish  the per-cluster agent that writes Dapr pods into etcd
-dns      the DNS bridge for an unmodified daprd
+serve      the Dapr pluggable NameResolution component (gRPC on a Unix socket)
+publish    the per-cluster agent that writes Dapr pods into etcd
+dns        the DNS bridge for an unmodified daprd
 ls / status / resolve    inspect the registry and try a resolution
-probe    ask a running component socket and DNS bridge, as daprd would
-etcd-rbac    etcd roles confining each cluster's publisher to its own keys
-demo     the whole story on one machine
+probe      ask a running component socket and DNS bridge, as daprd would
+etcd-rbac  the etcd bootstrap: root user, per-cluster roles, users, registry init, auth enable
+registry init    create the registry's identity key (administrator bootstrap)
+demo       the whole story on one machine
+
+Documentation: README.md; docs/operations.md (errors, exit codes, probes, metrics, recovery),
+docs/configuration.md (every key), docs/registry-schema.md (the keys in etcd),
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from resolver import __version__
+from resolver.cli import preflight
 from resolver.cli.common import run_reporting_errors, settings_options
 from resolver.observability.logs import setup_logging
 
@@ -25,12 +31,13 @@ COMMANDS = {
     "serve": "resolver.cli.serve_cmd:cmd_serve",
     "resolve": "resolver.cli.inspect_cmds:cmd_resolve",
     "ls": "resolver.cli.inspect_cmds:cmd_ls",
-    "status": "resolver.cli.inspect_cmds:cmd_status",
+    "status": "resolver.cli.status_cmd:cmd_status",
     "demo": "resolver.demo.run:cmd_demo",
     "publish": "resolver.cli.publish_cmd:cmd_publish",
     "dns": "resolver.cli.dns_cmd:cmd_dns",
     "probe": "resolver.cli.probe_cmd:cmd_probe",
     "etcd-rbac": "resolver.cli.rbac_cmd:cmd_rbac",
+    "registry": "resolver.cli.registry_cmd:cmd_registry",
 }
 
 
@@ -60,12 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("--port", type=int, default=50002, help="the caller's internal gRPC port (for the "
                          "fallback)")
     resolve.add_argument("--all", action="store_true", help="print the ResolveIDMulti list")
+    resolve.add_argument("--output", choices=["text", "json"], default="text",
+                         help="text: only the answer on stdout; json: answer, outcome, policy and registry state")
 
     ls = commands.add_parser("ls", parents=[common], help="list endpoints in the registry")
     ls.add_argument("--namespace", help="only this namespace")
     ls.add_argument("--app", help="only this app id")
+    ls.add_argument("--output", choices=["table", "json"], default="table")
 
-    commands.add_parser("status", parents=[common], help="each cluster's publisher, sync time and endpoints")
+    status = commands.add_parser("status", parents=[common], help="each cluster: publisher, identity, lease, "
+                                 "renewal, sync, endpoints; clusters gone or in conflict")
+    status.add_argument("--output", choices=["table", "json"], default="table")
 
     from resolver.cli.publish_cmd import add_publish_parser
 
@@ -83,18 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rbac_parser(commands, common)
 
+    from resolver.cli.registry_cmd import add_registry_parser
+
+    add_registry_parser(commands, common)
+
     demo = commands.add_parser("demo", parents=[common], help="run the end-to-end demo on this machine")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
-    module_name, _, function_name = COMMANDS[args.command].partition(":")
-    command = getattr(importlib.import_module(module_name), function_name)
-    return run_reporting_errors(lambda: command(args))
+    """Parse, check local resources, run; every failure — even a broken install — is one line."""
+
+    def run() -> int:
+        args = build_parser().parse_args(argv)
+        setup_logging(args.log_level, args.log_format)
+        preflight.check(args)  # local resources first: never make an operator wait for etcd to hear of a typo
+        module_name, _, function_name = COMMANDS[args.command].partition(":")
+        return int(getattr(importlib.import_module(module_name), function_name)(args))
+
+    return run_reporting_errors(run)
 
 
 if __name__ == "__main__":

@@ -59,14 +59,21 @@ def wait_dns_listening(process: CliProcess, timeout: float = 30.0) -> int:
 
 
 class CliProcess:
-    """``python -m resolver ARGS`` with its output in a log file."""
+    """``python -m resolver ARGS`` with its output in a log file.
 
-    def __init__(self, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    ``own_session`` puts the child in a session (and process group) of its own, so a Ctrl-C at
+    the terminal — SIGINT to the whole foreground process group — reaches only the supervisor,
+    which then ends its children in order, instead of every child dying at once under it.
+    """
+
+    def __init__(self, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
+                 own_session: bool = False) -> None:
         self.args = list(args)
         self.log_path = log_path
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "resolver", *self.args], stdout=log,
-                                            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+                                            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                            start_new_session=own_session)
 
     @property
     def pid(self) -> int:

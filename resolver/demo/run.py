@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import dns.message
 import dns.query
+import grpc
 
 from resolver.cli.common import settings_from
 from resolver.cli.inspect_cmds import print_table
@@ -81,26 +82,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prefix = f"/dapr-etcd-resolver-demo/{uuid.uuid4().hex[:8]}" if external else settings.prefix
     stage = Stage(",".join(map(str, settings.etcd_endpoints)) if external else None, prefix)
     narrator = Narrator()
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupt)
     try:
         _tell(stage, narrator, external)
         return 0
     except KeyboardInterrupt:
         narrator.say("interrupted: cleaning up")
         return 130
+    except grpc.RpcError:
+        if not _interrupted:
+            raise
+        # A signal that arrived inside a gRPC call can surface as that call's failure.
+        narrator.say("interrupted: cleaning up")
+        return 130
     finally:
+        stage.teardown()  # first: a publisher still running would write its keys again
         if external:
             with contextlib.suppress(Exception):
                 gateway = EtcdGateway(settings.etcd)
                 gateway.delete_prefix(prefix + "/")
                 gateway.close()
-        stage.teardown()
         narrator.say(f"cleaned up: {', '.join(f'{n} (pid {p})' for n, p in stage.pids())} "
                      f"and {stage.workdir}")
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    """SIGTERM ends the demo like Ctrl-C does: through the clean-up in ``finally``."""
+_interrupted: list[int] = []
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM ends the demo like Ctrl-C does: through the clean-up in ``finally``. The children
+    run in sessions of their own (see :class:`CliProcess`), so a terminal's Ctrl-C reaches only
+    the demo, which then ends them in order; a second Ctrl-C during the clean-up is ignored."""
+    if _interrupted:
+        return
+    _interrupted.append(signum)
     raise KeyboardInterrupt
 
 
@@ -111,6 +127,7 @@ def _tell(stage: Stage, narrator: Narrator, external: bool) -> None:
     else:
         stage.start_etcd()
         narrator.say(f"Embedded etcd on {stage.endpoints} (pid {dict(stage.pids())['etcd']})")
+    narrator.say(f"registry init: the registry's identity is {stage.init_registry()[:12]}…")
     for cluster in INVENTORIES:
         stage.start_publisher(cluster)
     stage.start_serve()

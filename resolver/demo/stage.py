@@ -52,8 +52,23 @@ class Stage:
         return ["--set", f"etcdEndpoints={self.endpoints}", "--set", f"prefix={self.prefix}"]
 
     def start_etcd(self) -> None:
-        self.etcd = LocalEtcd(self.workdir / "etcd").start()
+        self.etcd = LocalEtcd(self.workdir / "etcd").start()  # LocalEtcd runs etcd in its own session
         self.endpoints = self.etcd.endpoint
+
+    def init_registry(self) -> str:
+        """``registry init``, as an administrator does once per etcd: the registry's identity key."""
+        from resolver.config import Layer, load_settings
+        from resolver.registry.gateway import EtcdGateway
+        from resolver.registry.identity import ensure_identity
+        from resolver.registry.schema import Keys
+
+        settings = load_settings([Layer("demo", {"etcdEndpoints": self.endpoints, "prefix": self.prefix})])
+        gateway = EtcdGateway(settings.etcd)
+        try:
+            identity, _ = ensure_identity(gateway, Keys(self.prefix))
+        finally:
+            gateway.close()
+        return identity.id
 
     def inventory(self, cluster: str) -> Path:
         return self.workdir / f"{cluster}.yaml"
@@ -69,14 +84,14 @@ class Stage:
             self.write_inventory(cluster, INVENTORIES[cluster])
         process = CliProcess(["publish", "--cluster", cluster, "--source", "file", "--file",
                               str(self.inventory(cluster)), "--lease-ttl", f"{LEASE_TTL}s", *self.common()],
-                             self.workdir / f"publish-{cluster}-{len(self.processes)}.log")
+                             self.workdir / f"publish-{cluster}-{len(self.processes)}.log", own_session=True)
         self.processes[f"publisher {cluster}"] = process
         self.started.append((f"publisher {cluster}", process))
         return process
 
     def start_serve(self) -> CliProcess:
         process = CliProcess(["serve", "--socket-dir", str(self.socket_path.parent), "--name", "etcd",
-                              *self.common()], self.workdir / "serve.log")
+                              *self.common()], self.workdir / "serve.log", own_session=True)
         self.processes["serve"] = process
         self.started.append(("serve", process))
         wait_serving(process, self.socket_path)
@@ -84,7 +99,7 @@ class Stage:
 
     def start_dns(self) -> CliProcess:
         process = CliProcess(["dns", "--listen", "127.0.0.1:0", "--set", "clusterName=cluster-2",
-                              *self.common()], self.workdir / "dns.log")
+                              *self.common()], self.workdir / "dns.log", own_session=True)
         self.processes["dns"] = process
         self.started.append(("dns", process))
         self.dns_port = wait_dns_listening(process)

@@ -30,6 +30,7 @@ from etcd3 import etcdrpc
 from resolver.config import EtcdConnection
 from resolver.errors import LeaseNotFound, RegistryError, RegistryUnavailable
 from resolver.observability import metrics
+from resolver.registry import etcd_errors
 
 log = logging.getLogger(__name__)
 
@@ -82,28 +83,36 @@ class EtcdHeader(NamedTuple):
     cluster_id: int
 
 
-def translate(error: BaseException, what: str) -> RegistryError:
-    """Map any error raised by grpc/etcd3 while doing ``what`` to our hierarchy."""
+def translate(error: BaseException, what: str, connection: EtcdConnection | None = None,
+              key: str = "") -> RegistryError:
+    """Map any error raised by grpc/etcd3 while doing ``what`` to our hierarchy.
+
+    The message is one line naming the endpoint, the cause and the fix
+    (:mod:`resolver.registry.etcd_errors`); ``connection`` (which endpoints, user, TLS files) and
+    ``key`` make it precise — without them the endpoint comes from gRPC's own detail text.
+    Retryable or not is decided by the gRPC code alone, as before, so callers' retry loops are
+    unaffected by the wording.
+    """
     if isinstance(error, RegistryError):
         return error
-    if isinstance(error, grpc.RpcError):
-        code = error.code() if callable(getattr(error, "code", None)) else None
-        details = error.details() if callable(getattr(error, "details", None)) else ""
-        message = f"etcd {what} failed: {code.name if code else 'error'} {details or ''}".rstrip()
-        if code in _UNAVAILABLE_CODES:
-            return RegistryUnavailable(message)
-        if code == grpc.StatusCode.NOT_FOUND and "lease not found" in (details or ""):
-            return LeaseNotFound(message)
-        return RegistryError(message)
-    if isinstance(error, _UNAVAILABLE_EXCEPTIONS):
-        return RegistryUnavailable(f"etcd {what} failed: {type(error).__name__} {error}".rstrip())
-    if isinstance(error, ValueError) and "failed node" in str(error):
-        return RegistryUnavailable(f"etcd {what} failed: every endpoint failed recently")
     if isinstance(error, OSError):
         return RegistryError(f"etcd {what} failed: {error}")
-    if isinstance(error, etcd3.exceptions.Etcd3Exception):
-        return RegistryError(f"etcd {what} failed: {type(error).__name__} {error}".rstrip())
-    raise error
+    recognised = isinstance(error, grpc.RpcError | etcd3.exceptions.Etcd3Exception) \
+        or (isinstance(error, ValueError) and "failed node" in str(error))
+    if not recognised:
+        raise error
+    message = etcd_errors.diagnose(error, connection, key).message(what)
+    if isinstance(error, grpc.RpcError):
+        code = error.code() if callable(getattr(error, "code", None)) else None
+        details = (error.details() if callable(getattr(error, "details", None)) else "") or ""
+        if code in _UNAVAILABLE_CODES:
+            return RegistryUnavailable(message)
+        if code == grpc.StatusCode.NOT_FOUND and "lease not found" in details:
+            return LeaseNotFound(message)
+        return RegistryError(message)
+    if isinstance(error, (*_UNAVAILABLE_EXCEPTIONS, ValueError)):
+        return RegistryUnavailable(message)
+    return RegistryError(message)
 
 
 def _needs_new_client(error: BaseException) -> bool:
@@ -158,7 +167,7 @@ class EtcdGateway:
         except Exception as error:
             for endpoint in endpoints:
                 endpoint.close()
-            raise translate(error, "authenticate") from None
+            raise translate(error, "authenticate", self.connection) from None
         if not conn.tls:
             # python3-etcd3 sends the auth token both as metadata and as call credentials; gRPC
             # refuses call credentials on a plain channel ("insufficient security level"), so on
@@ -185,8 +194,8 @@ class EtcdGateway:
     def close(self) -> None:
         self.reset()
 
-    def call(self, what: str, operation: Callable[[etcd3.MultiEndpointEtcd3Client], T]) -> T:
-        """Run ``operation(client)``; every dependency error comes out as a RegistryError."""
+    def call(self, what: str, operation: Callable[[etcd3.MultiEndpointEtcd3Client], T], key: str = "") -> T:
+        """Run ``operation(client)``; every dependency error comes out as a RegistryError naming ``key``."""
         client = self.client()
         metrics.ETCD_REQUESTS.labels(what).inc()
         try:
@@ -194,7 +203,7 @@ class EtcdGateway:
         except Exception as error:
             if _needs_new_client(error):
                 self.reset()
-            raise translate(error, what) from None
+            raise translate(error, what, self.connection, key) from None
 
     def stream_call(self) -> tuple[grpc.Channel, dict[str, Any]]:
         """A channel and the per-call auth arguments, for streams python3-etcd3 lacks or gets wrong."""
@@ -202,7 +211,7 @@ class EtcdGateway:
         try:
             channel = client.channel
         except Exception as error:
-            raise translate(error, "connect") from None
+            raise translate(error, "connect", self.connection) from None
         return channel, {"credentials": client.call_credentials, "metadata": client.metadata}
 
     # -- reads ----------------------------------------------------------------------------
@@ -210,10 +219,10 @@ class EtcdGateway:
     def status(self, key: str) -> EtcdHeader:
         """The cluster's identity and current revision: a count-only read of ``key``, which must be
         one the credentials may read (with per-cluster RBAC, a key under the registry prefix)."""
-        response = self.call("status", lambda c: c.get_response(key, count_only=True))
+        response = self.call("status", lambda c: c.get_response(key, count_only=True), key)
         return EtcdHeader(int(response.header.revision), int(response.header.cluster_id))
 
-    def list_prefix(self, prefix: str, page_size: int = LIST_PAGE_SIZE,
+    def list_prefix(self, prefix: str, page_size: int = LIST_PAGE_SIZE, at_revision: int | None = None,
                     ) -> tuple[EtcdHeader, Iterator[list[tuple[bytes, bytes, int]]]]:
         """A consistent paged read of ``prefix``: ``(header, pages of (key, value, lease))``.
 
@@ -223,12 +232,14 @@ class EtcdGateway:
         """
         start = prefix.encode()
         end = etcd3.utils.prefix_range_end(start)
-        first = self.call("list", lambda c: c.get_range_response(start, end, limit=page_size))
-        revision = int(first.header.revision)
+        first = self.call("list", lambda c: c.get_range_response(start, end, limit=page_size,
+                                                                 revision=at_revision or None), prefix)
+        revision = at_revision or int(first.header.revision)
         header = EtcdHeader(revision, int(first.header.cluster_id))
 
         def fetch(after: bytes) -> Any:
-            return self.call("list", lambda c: c.get_range_response(after, end, limit=page_size, revision=revision))
+            return self.call("list", lambda c: c.get_range_response(after, end, limit=page_size, revision=revision),
+                             prefix)
 
         def pages() -> Iterator[list[tuple[bytes, bytes, int]]]:
             # The next page is requested while the caller digests this one (etcd's work and the
@@ -246,19 +257,19 @@ class EtcdGateway:
         return header, pages()
 
     def get(self, key: str) -> bytes | None:
-        value, _ = self.call("get", lambda c: c.get(key))
+        value, _ = self.call("get", lambda c: c.get(key), key)
         return value  # type: ignore[no-any-return]
 
     # -- writes ---------------------------------------------------------------------------
 
     def put(self, key: str, value: bytes, lease: int | None = None) -> None:
-        self.call("put", lambda c: c.put(key, value, lease=lease))
+        self.call("put", lambda c: c.put(key, value, lease=lease), key)
 
     def delete(self, key: str) -> bool:
-        return bool(self.call("delete", lambda c: c.delete(key)))
+        return bool(self.call("delete", lambda c: c.delete(key), key))
 
     def delete_prefix(self, prefix: str) -> int:
-        response = self.call("delete", lambda c: c.delete_prefix(prefix))
+        response = self.call("delete", lambda c: c.delete_prefix(prefix), prefix)
         return int(response.deleted)
 
     def apply(self, puts: Sequence[tuple[str, bytes, int | None]], deletes: Sequence[str]) -> None:
@@ -279,7 +290,7 @@ class EtcdGateway:
         """Put ``key`` only if it does not exist (leader election); True if we created it."""
         succeeded, _ = self.call("create", lambda c: c.transaction(
             compare=[c.transactions.create(key) == 0],
-            success=[c.transactions.put(key, value, lease=lease)], failure=[]))
+            success=[c.transactions.put(key, value, lease=lease)], failure=[]), key)
         return bool(succeeded)
 
     # -- leases ---------------------------------------------------------------------------

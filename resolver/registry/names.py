@@ -63,11 +63,12 @@ def check_subdomain(value: str, field: str) -> str:
     """Return ``value`` if it is a DNS-1123 subdomain (instance names, e.g. pod names)."""
     if not value:
         raise ValidationError(field, "must not be empty")
-    if len(value) > SUBDOMAIN_MAX or _SUBDOMAIN.fullmatch(value) is None:
+    if (len(value) > SUBDOMAIN_MAX or _SUBDOMAIN.fullmatch(value) is None
+            or any(len(label) > LABEL_MAX for label in value.split("."))):
         raise ValidationError(
             field,
-            f"{_shown(value)} is not a DNS-1123 subdomain (lower-case labels separated by '.', "
-            f"at most {SUBDOMAIN_MAX} characters)",
+            f"{_shown(value)} is not a DNS-1123 subdomain (lower-case labels of at most {LABEL_MAX} "
+            f"characters separated by '.', at most {SUBDOMAIN_MAX} characters)",
         )
     return value
 

@@ -1,40 +1,63 @@
 """Registry readers shared by connection, so many component instances cost one watch.
 
 One socket can serve several component instances (``x-component-instance``), and a re-Init
-builds a new resolver; when their etcd settings agree they share one reader (one list, one
-watch, one cache). The last release stops it.
+builds a new resolver; when their etcd settings, address policy and cache scope agree they share
+one reader (one list, one watch, one cache). The last release stops it.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Literal, overload
 
 from resolver.config import EtcdConnection
+from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.registry.ondemand import OnDemandReader
 from resolver.registry.reader import RegistryReader
+
+Reader = RegistryReader | OnDemandReader
+_Key = tuple[EtcdConnection, AddressPolicy, str]
 
 
 class ReaderPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._readers: dict[EtcdConnection, tuple[RegistryReader, int]] = {}
+        self._readers: dict[_Key, tuple[Reader, int]] = {}
 
-    def acquire(self, connection: EtcdConnection) -> RegistryReader:
+    def __len__(self) -> int:
+        """Distinct readers (registries) this process runs now."""
         with self._lock:
-            reader, count = self._readers.get(connection, (None, 0))
+            return len(self._readers)
+
+    @overload
+    def acquire(self, connection: EtcdConnection, policy: AddressPolicy = ...,
+                scope: Literal["all"] = ...) -> RegistryReader: ...
+
+    @overload
+    def acquire(self, connection: EtcdConnection, policy: AddressPolicy, scope: str) -> Reader: ...
+
+    def acquire(self, connection: EtcdConnection, policy: AddressPolicy = DEFAULT_POLICY,
+                scope: str = "all") -> Reader:
+        """The shared reader for these etcd settings, address policy and cache scope (``all`` or ``onDemand``)."""
+        key = (connection, policy, scope)
+        with self._lock:
+            reader, count = self._readers.get(key, (None, 0))
             if reader is None:
-                reader = RegistryReader(connection).start()
-            self._readers[connection] = (reader, count + 1)
+                reader = (OnDemandReader(connection, policy=policy) if scope == "onDemand"
+                          else RegistryReader(connection, policy=policy)).start()
+            self._readers[key] = (reader, count + 1)
             return reader
 
-    def release(self, reader: RegistryReader) -> None:
+    def release(self, reader: Reader) -> None:
+        key = (reader.connection, reader.cache.policy, "onDemand" if isinstance(reader, OnDemandReader) else "all")
         with self._lock:
-            entry = self._readers.get(reader.connection)
+            entry = self._readers.get(key)
             if entry is None or entry[0] is not reader:
                 return
             if entry[1] > 1:
-                self._readers[reader.connection] = (reader, entry[1] - 1)
+                self._readers[key] = (reader, entry[1] - 1)
                 return
-            del self._readers[reader.connection]
+            del self._readers[key]
         reader.stop()
 
     def close(self) -> None:

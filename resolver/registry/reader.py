@@ -2,16 +2,20 @@
 
 The loop, in the style of a Kubernetes reflector:
 
-1. **List** ``{prefix}/`` (apps and clusters) page by page at one revision and replace the
-   cache with it (dropping whatever was not seen again).
+1. **List** ``{prefix}/`` (apps, clusters and the registry identity) page by page at one
+   revision and replace the cache with it (dropping whatever was not seen again).
 2. **Watch** from revision + 1 and apply events.
-3. When the watch breaks, **resume** from the last revision seen — if etcd is still the same
-   cluster and has not gone back in time (a restored or wiped etcd); otherwise, or when the
-   revision was **compacted**, go back to 1.
+3. When the watch breaks, **resume** after the last event applied (its ``mod_revision`` + 1;
+   before any event, from where the watch started) — never from a response header, which
+   during a catch-up carries the store's current revision, not ours. Resume only if etcd is
+   still the same history: same cluster id, revision not gone back, and the registry identity
+   key (``registry init``) unchanged. Otherwise, or when the revision was **compacted**, go
+   back to 1. A changed or vanished identity is a *new history* (a wiped and re-created etcd
+   keeps its cluster id): the re-list carries each cluster's old records over until that
+   cluster syncs again, so a recovery does not blank every resolver.
 
-Connection failures retry with capped exponential backoff and jitter (tenacity). Nothing
-here ever raises to the caller: while etcd is unreachable the cache keeps its last state,
-``connected`` is False and :meth:`RegistryReader.unreachable_for` grows (``staleAfter`` uses it).
+The loop around this is supervised (:mod:`resolver.registry.supervised`): backoff on etcd
+failures, and any unexpected exception costs a re-list after a backoff, never the thread.
 """
 
 from __future__ import annotations
@@ -19,21 +23,20 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import random
-import threading
 import time
 from collections.abc import Iterator
 
 from resolver.config import EtcdConnection
-from resolver.errors import RegistryCompacted, RegistryError
+from resolver.errors import RegistryCompacted
 from resolver.observability import metrics
-from resolver.registry.cache import RegistryCache
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.retry import attempt_log_level, retry_until_stopped
-from resolver.registry.schema import Keys
-from resolver.registry.watch import DELETE, PrefixWatch
+from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.registry.multiwatch import MultiWatch, Range
+from resolver.registry.schema import RegistryIdentity
+from resolver.registry.supervised import SupervisedReader
+from resolver.registry.watch import DELETE, WatchEvent
 
 log = logging.getLogger(__name__)
+
 
 
 @contextlib.contextmanager
@@ -50,98 +53,43 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-class RegistryReader:
-    """One etcd connection's list+watch thread and the cache it feeds."""
+class RegistryReader(SupervisedReader):
+    """One etcd connection's list+watch thread and the full mirror it feeds (``cacheScope=all``)."""
 
-    def __init__(self, connection: EtcdConnection, progress_interval: float = 2.0) -> None:
-        self.connection = connection
-        self.keys = Keys(connection.prefix)
-        self.gateway = EtcdGateway(connection)
-        self.cache = RegistryCache(self.keys)
-        self.progress_interval = progress_interval
-        self.started_at = time.monotonic()
-        self.connected = False
-        self.relists = 0
-        self.watch_restarts = 0
-        self._unreachable_since: float | None = self.started_at
-        self._synced = threading.Event()
-        self._stop = threading.Event()
-        self._watch: PrefixWatch | None = None
+    def __init__(self, connection: EtcdConnection, progress_interval: float = 2.0,
+                 policy: AddressPolicy = DEFAULT_POLICY) -> None:
+        super().__init__(connection, progress_interval, policy, "registry-reader")
         self._cluster_id = 0
         self._resume_revision = 0
-        self._thread = threading.Thread(target=self._run, name=f"registry-reader {connection.prefix}",
-                                        daemon=True)
-        metrics.track_reader(self)
-
-    # -- public ---------------------------------------------------------------------------
+        self._new_history = False
 
     def start(self) -> RegistryReader:
-        self._thread.start()
+        super().start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        watch = self._watch
-        if watch is not None:
-            watch.cancel()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self.gateway.close()
+    def ready_for(self, namespace: str, app_id: str, initial_sync_wait: float) -> bool:
+        """The resolver's entry point: a full mirror is ready for every app once the first list loaded
+        (waiting at most what is left of ``initial_sync_wait`` since this reader started)."""
+        del namespace, app_id  # every app is in a full mirror
+        return self.synced or self.wait_synced(initial_sync_wait - (time.monotonic() - self.started_at))
 
-    @property
-    def synced(self) -> bool:
-        """True once the first full list has been loaded (stays True through outages)."""
-        return self._synced.is_set()
+    # -- the scope's part of the loop -----------------------------------------------------
 
-    def wait_synced(self, timeout: float) -> bool:
-        return self._synced.wait(max(0.0, timeout))
+    def _connect(self) -> None:
+        self._sync()
 
-    def unreachable_for(self) -> float:
-        """Seconds since etcd was last known reachable; 0 while connected."""
-        since = self._unreachable_since
-        return 0.0 if since is None else time.monotonic() - since
+    def _follow_stream(self) -> None:
+        self._follow(self._resume_revision)
 
-    # -- loop -----------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        retrying = retry_until_stopped(self._stop, self._log_retry)
-        while not self._stop.is_set():
-            try:
-                revision = retrying(self._sync)
-                self._follow(revision)
-            except RegistryCompacted as error:
-                log.info("registry watch hit a compacted revision (%s); re-listing", error.compact_revision)
-                self._resume_revision = 0
-            except RegistryError as error:
-                self._mark_unreachable(error)
-            if not self._stop.is_set():
-                self.watch_restarts += 1
-                metrics.WATCH_RESTARTS.inc()
-                self._stop.wait(random.uniform(0.05, 0.25))  # no tight loop against a flapping etcd
-
-    def _log_retry(self, attempt: int, delay: float, error: BaseException | None) -> None:
-        if error is not None:
-            self._mark_unreachable(error)
-        log.log(attempt_log_level(attempt), "registry %s unreachable (attempt %d, retrying in %.1fs): %s",
-                self.connection, attempt, delay, error)
-
-    def _mark_unreachable(self, error: BaseException) -> None:
-        if self.connected:
-            log.warning("lost registry %s: %s; serving the last known state", self.connection, error)
-        self.connected = False
-        metrics.ETCD_ERRORS.labels("watch").inc()
-        if self._unreachable_since is None:
-            self._unreachable_since = time.monotonic()
-
-    def _mark_reachable(self) -> None:
-        self.connected = True
-        self._unreachable_since = None
+    def _forget_position(self) -> None:
+        self._resume_revision = 0
 
     def _sync(self) -> int:
-        """Resume from the last revision when that is safe, else list; return the revision."""
+        """Resume after the last applied event when that is safe, else list; return the revision."""
         if self._resume_revision and self._can_resume():
-            self._mark_reachable()
+            self._mark_reachable(f"resumed the watch after revision {self._resume_revision}")
             return self._resume_revision
+        self._resume_revision = 0
         started = time.monotonic()
         with _no_gc():
             header, pages = self.gateway.list_prefix(self.keys.root)
@@ -149,32 +97,76 @@ class RegistryReader:
             items = [(key, value) for page in pages for key, value, _ in page]
             self.relists += 1
             metrics.RELISTS.inc()
-            stats = self.cache.replace_all(items, revision)
-        self._mark_reachable()
+            known = self.cache.identity
+            new_history = self._new_history or (known is not None and self._listed_identity(items) != known)
+            stats = self.cache.replace_all(items, revision, new_history=new_history)
+        if new_history:
+            self.new_histories += 1
+            metrics.REGISTRY_NEW_HISTORY.inc()
+        self._new_history = False
+        self._resume_revision = revision
+        self._mark_reachable(f"re-listed at revision {revision}")
         first = not self._synced.is_set()
         self._synced.set()
+        if self.cache.identity is None and (first or new_history):
+            log.warning("registry %s has no identity key (%s): a wiped and re-created etcd cannot be told "
+                        "from the old one; run 'dapr-etcd-resolver registry init' once", self.connection,
+                        self.keys.identity())
         log.log(logging.INFO if first or stats.removed or stats.added else logging.DEBUG,
                 "registry %s listed at revision %d in %.0f ms: %d endpoints (%d new, %d dropped as stale, "
-                "%d invalid skipped)", self.connection, revision, (time.monotonic() - started) * 1000,
-                stats.endpoints, stats.added, stats.removed, stats.skipped)
+                "%d invalid skipped)%s", self.connection, revision, (time.monotonic() - started) * 1000,
+                stats.endpoints, stats.added, stats.removed, stats.skipped,
+                " — a new etcd history: old records kept per cluster until it syncs again" if new_history else "")
         return revision
 
+    def _listed_identity(self, items: list[tuple[bytes, bytes]]) -> RegistryIdentity | None:
+        key = self.keys.identity().encode()
+        for item_key, value in items:
+            if item_key == key:
+                try:
+                    return RegistryIdentity.from_json(value)
+                except Exception:  # an unreadable identity is no identity; the cache counts it
+                    return None
+        return None
+
     def _can_resume(self) -> bool:
-        """Same etcd cluster, and its revision has not gone back behind ours."""
+        """Same etcd history: same cluster, revision not behind ours, same identity key."""
         now = self.gateway.status(self.keys.root)
-        if now.cluster_id == self._cluster_id and now.revision >= self._resume_revision:
+        if now.cluster_id != self._cluster_id or now.revision < self._resume_revision:
+            log.warning("registry %s changed identity or went back in time; re-listing", self.connection)
+            return False
+        known = self.cache.identity
+        if known is None:
             return True
-        log.warning("registry %s changed identity or went back in time; re-listing", self.connection)
-        return False
+        raw = self.gateway.get(self.keys.identity())
+        try:
+            current = RegistryIdentity.from_json(raw) if raw is not None else None
+        except Exception:
+            current = None
+        if current != known:
+            log.warning("registry %s holds a new history (identity %s, was %s): etcd was wiped or replaced; "
+                        "re-listing", self.connection, current.id if current else "missing", known.id)
+            self._new_history = True
+            return False
+        return True
 
     def _follow(self, revision: int) -> None:
-        """Watch from ``revision + 1`` until stopped; raises when the stream breaks."""
+        """Watch from ``revision + 1`` until stopped; raises when the stream breaks.
+
+        ``_resume_revision`` only ever moves to the ``mod_revision`` of an event that has been
+        applied, so a stream cut anywhere in a catch-up resumes exactly where it stopped.
+        """
         self._resume_revision = revision
-        watch = self._watch = PrefixWatch(self.gateway, self.keys.root, revision + 1, self.progress_interval)
-        if self._stop.is_set():
-            return
-        for batch in watch:
-            self._mark_reachable()
-            if batch.events:
-                self.cache.apply(((e.kind == DELETE, e.key, e.value) for e in batch.events), batch.revision)
-            self._resume_revision = max(self._resume_revision, batch.revision)
+        watch = self._watch = MultiWatch(self.gateway, self.progress_interval, self.keys.root,
+                                         self._apply_events, self._compacted)
+        watch.add(Range(self.keys.root), revision + 1)
+        if not self._stop.is_set():
+            watch.run()
+
+    def _apply_events(self, _: Range, events: list[WatchEvent]) -> None:
+        self._last_contact = time.monotonic()
+        self.cache.apply(((e.kind == DELETE, e.key, e.value) for e in events), events[-1].mod_revision)
+        self._resume_revision = max(self._resume_revision, events[-1].mod_revision)
+
+    def _compacted(self, _: Range) -> None:
+        raise RegistryCompacted(self._resume_revision + 1)

@@ -8,7 +8,6 @@ choose candidates → pick, or fall back to the ``template`` name (or NOT_FOUND)
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -16,6 +15,7 @@ from resolver.config import Settings
 from resolver.errors import InvalidRequest, NotFound, ValidationError
 from resolver.registry import names
 from resolver.registry.cache import Snapshot
+from resolver.registry.ondemand import OnDemandReader
 from resolver.registry.reader import RegistryReader
 from resolver.resolution.policy import Policy, PolicyBook, Selection, pick_one, spread
 
@@ -48,7 +48,7 @@ class Candidates:
 class Resolver:
     """Answers resolves for one initialized component instance (or the CLI, or the DNS bridge)."""
 
-    def __init__(self, settings: Settings, reader: RegistryReader, caller_namespace: str = "",
+    def __init__(self, settings: Settings, reader: RegistryReader | OnDemandReader, caller_namespace: str = "",
                  rng: random.Random | None = None) -> None:
         self.settings = settings
         self.reader = reader
@@ -97,8 +97,7 @@ class Resolver:
     def _endpoints(self, target: Target) -> tuple[Snapshot, bool]:
         """The app's endpoints, and whether they are the cache's own (memoizable) snapshot."""
         reader = self.reader
-        if not reader.synced:
-            reader.wait_synced(self.settings.initial_sync_wait - (time.monotonic() - reader.started_at))
+        reader.ready_for(target.namespace, target.app_id, self.settings.initial_sync_wait)
         endpoints = reader.cache.lookup(target.namespace, target.app_id)
         stale_after = self.settings.stale_after
         if stale_after and endpoints and reader.unreachable_for() > stale_after:

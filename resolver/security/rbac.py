@@ -8,10 +8,16 @@ The key schema puts each cluster in ranges of its own (``{prefix}/apps/{cluster}
 * every resolver and DNS bridge — role ``dapr-nr-resolver`` — read on the prefix, nothing else.
 
 A self-registering sidecar (``selfRegister``) needs the publisher role of its ``clusterName``.
-Users with the same name as the role get it; with client-certificate authentication, etcd
-takes the user name from the certificate's common name, so issue certificates with those CNs.
-:func:`etcdctl_commands` prints the plan for review; :func:`apply` performs it through etcd's
-Auth API (idempotent: existing roles and users are reused).
+
+**One naming scheme** for roles, users and certificate common names — ``root`` (the etcd
+administrator), ``dapr-nr-publisher-<cluster>`` and ``dapr-nr-resolver``: each user has the
+role of the same name, and with client-certificate authentication (etcd's
+``--client-cert-auth``) etcd takes the user name from the certificate's CN, so
+``scripts/gen_certs.py`` issues certificates with exactly these CNs.
+
+:func:`bootstrap_commands` prints the whole bootstrap for review (root user, roles, users,
+``registry init``, ``auth enable``); :func:`apply` performs the roles/users part through etcd's
+Auth API and :func:`enable_auth` the last step (idempotent: existing roles and users are reused).
 """
 
 from __future__ import annotations
@@ -27,11 +33,14 @@ from resolver.errors import RegistryError
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.schema import Keys
 
+ROOT_USER = "root"
 RESOLVER_ROLE = "dapr-nr-resolver"
+PUBLISHER_ROLE_PREFIX = "dapr-nr-publisher-"
 
 
 def publisher_role(cluster: str) -> str:
-    return f"dapr-nr-publisher-{cluster}"
+    """The role, user and certificate CN of ``cluster``'s publisher."""
+    return f"{PUBLISHER_ROLE_PREFIX}{cluster}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,43 @@ def plan(prefix: str, clusters: list[str], resolver: bool = True) -> list[Grant]
 
 def roles_of(grants: list[Grant]) -> list[str]:
     return list(dict.fromkeys(grant.role for grant in grants))
+
+
+def bootstrap_commands(grants: list[Grant], endpoints: str, settings_args: str, client_certs: bool) -> list[str]:
+    """The complete bootstrap of an etcd for dapr-etcd-resolver, as reviewed shell commands.
+
+    ``client_certs``: users authenticate with certificates (CN = user), so they get no password;
+    otherwise each user is asked for one.
+    """
+    add_user = "--no-password" if client_certs else "--interactive"
+    lines = [
+        "# dapr-etcd-resolver: complete etcd bootstrap (review, then run as the etcd administrator).",
+        f"export ETCDCTL_ENDPOINTS={shlex.quote(endpoints)}",
+        "# With TLS also: export ETCDCTL_CACERT=ca.crt ETCDCTL_CERT=root.crt ETCDCTL_KEY=root.key "
+        "(scripts/gen_certs.py --root)",
+        "",
+        f"# 1. the administrator: etcd needs a '{ROOT_USER}' user with the root role before 'auth enable'",
+        f"etcdctl user add {ROOT_USER} --interactive",
+        f"etcdctl user grant-role {ROOT_USER} {ROOT_USER}",
+        "",
+        "# 2. roles: each publisher writes only its own cluster's ranges; resolvers only read",
+        *etcdctl_commands(grants, with_users=False),
+        "",
+        "# 3. users, named like their roles. With client certificates etcd takes the user from the",
+        "#    certificate's CN: issue them with scripts/gen_certs.py, which uses exactly these names:",
+    ]
+    for role in roles_of(grants):
+        cn_note = f"   # certificate CN={role}" if client_certs else ""
+        lines += [f"etcdctl user add {role} {add_user}{cn_note}", f"etcdctl user grant-role {role} {role}"]
+    lines += [
+        "",
+        "# 4. the registry's identity key (readers use it to notice a wiped or replaced etcd)",
+        f"dapr-etcd-resolver registry init {settings_args}".rstrip(),
+        "",
+        "# 5. last: turn authentication on (from now on every client needs a user or a certificate)",
+        "etcdctl auth enable",
+    ]
+    return lines
 
 
 def etcdctl_commands(grants: list[Grant], with_users: bool = True) -> list[str]:
@@ -101,3 +147,40 @@ def apply(gateway: EtcdGateway, grants: list[Grant], passwords: dict[str, str] |
         call(f"grant role {user} to user {user}", "UserGrantRole",
              etcdrpc.AuthUserGrantRoleRequest(user=user, role=user))
     return done
+
+
+def _auth_call(gateway: EtcdGateway, what: str, method: str, request: object, tolerate: str = "") -> bool:
+    """One Auth API call; False when etcd answered with the tolerated error (e.g. "already exists")."""
+    def run(client: etcd3.MultiEndpointEtcd3Client) -> object:
+        stub = etcdrpc.AuthStub(client.channel)
+        return getattr(stub, method)(request, client.timeout, credentials=client.call_credentials,
+                                     metadata=client.metadata)
+    try:
+        gateway.call(what, run)
+    except RegistryError as error:
+        if tolerate and tolerate in str(error):
+            return False
+        raise
+    return True
+
+
+def user_exists(gateway: EtcdGateway, user: str) -> bool:
+    return _auth_call(gateway, f"user get {user}", "UserGet", etcdrpc.AuthUserGetRequest(name=user),
+                      "user name not found")
+
+
+def ensure_root(gateway: EtcdGateway, password: str) -> list[str]:
+    """Create the ``root`` user with the root role (etcd refuses ``auth enable`` without it)."""
+    done = []
+    if _auth_call(gateway, f"user add {ROOT_USER}", "UserAdd",
+                  etcdrpc.AuthUserAddRequest(name=ROOT_USER, password=password), "already exists"):
+        done.append(f"user add {ROOT_USER}")
+    _auth_call(gateway, f"grant role {ROOT_USER} to user {ROOT_USER}", "UserGrantRole",
+               etcdrpc.AuthUserGrantRoleRequest(user=ROOT_USER, role=ROOT_USER))
+    done.append(f"grant role {ROOT_USER} to user {ROOT_USER}")
+    return done
+
+
+def enable_auth(gateway: EtcdGateway) -> None:
+    """``auth enable`` (idempotent in etcd: enabling twice is not an error)."""
+    _auth_call(gateway, "auth enable", "AuthEnable", etcdrpc.AuthEnableRequest())

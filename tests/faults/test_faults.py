@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from resolver.local_etcd import LocalEtcd, free_ports
+from resolver.local_etcd import LocalEtcd
 from tests.conftest import eventually
 from tests.faults.world import CLUSTERS, World
 
@@ -150,15 +150,7 @@ def test_api_server_stream_drops_and_410s_during_churn(world: World) -> None:
 
 
 def test_three_member_etcd_with_one_member_killed(tmp_path: Path) -> None:
-    names = ["m0", "m1", "m2"]
-    peers = dict(zip(names, free_ports(3), strict=True))
-    initial = ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in peers.items())
-    members = [LocalEtcd(tmp_path / name, name=name, peer_port=peers[name], initial_cluster=initial)
-               for name in names]
-    for member in members:
-        member.start(wait=False)
-    for member in members:
-        member.wait_ready(30)
+    members = LocalEtcd.cluster(tmp_path)
     world = World(tmp_path / "world", etcd=members)
     try:
         start(world)

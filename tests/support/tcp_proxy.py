@@ -2,6 +2,8 @@
 
 Cutting closes every open connection (both sides see a reset) and refuses new ones until
 restored, so a client's streams break exactly as they would when a link goes down.
+:meth:`TcpProxy.cut_after` arms a cut at an exact byte offset of what etcd sends — a stream
+broken in the middle of a catch-up, not only between responses.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._cut = False
         self._closed = False
+        self._cut_after: int | None = None
+        self._downstream_bytes = 0
+        self.cuts = 0
         threading.Thread(target=self._accept, daemon=True, name="tcp-proxy").start()
 
     @property
@@ -43,15 +48,34 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets |= {client, upstream}
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, downstream in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(source, sink, downstream), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def cut_after(self, byte_count: int) -> None:
+        """Cut every connection once etcd has sent ``byte_count`` more bytes (through any connection)."""
+        with self._lock:
+            self._downstream_bytes = 0
+            self._cut_after = byte_count
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, downstream: bool = False) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                if downstream and self._cut_after is not None:
+                    with self._lock:
+                        budget = self._cut_after - self._downstream_bytes
+                        self._downstream_bytes += len(data)
+                        fire = self._cut_after is not None and len(data) >= budget
+                        if fire:
+                            self._cut_after = None
+                    if fire:
+                        sink.sendall(data[:max(0, budget)])
+                        self.cuts += 1
+                        self.cut()
+                        self.restore()
+                        break
                 sink.sendall(data)
         except OSError:
             pass

@@ -1,0 +1,122 @@
+"""``cacheScope=onDemand`` against a real etcd: only the apps asked about, bounded, consistent."""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from resolver.local_etcd import LocalEtcd
+from resolver.registry.gateway import EtcdGateway
+from resolver.registry.ondemand import OnDemandReader
+from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
+from tests.conftest import eventually, make_settings, put_record, record
+from tests.support.tcp_proxy import TcpProxy
+
+
+def announce(gateway: EtcdGateway, keys: Keys, *clusters: str) -> None:
+    for cluster in clusters:
+        gateway.put(keys.info(cluster), ClusterInfo(cluster, "pub", "test", 1.0, synced_at=2.0).to_json())
+
+
+def truth_for(gateway: EtcdGateway, keys: Keys, app: str) -> dict[str, str]:
+    _, pages = gateway.list_prefix(keys.apps)
+    found = {k.decode(): EndpointRecord.from_json(v).host_port for page in pages for k, v, _ in page}
+    return {k: v for k, v in found.items() if k.split("/")[-2] == app}
+
+
+@pytest.fixture
+def ondemand(etcd: LocalEtcd, prefix: str) -> Iterator[Callable[..., OnDemandReader]]:
+    readers: list[OnDemandReader] = []
+
+    def make(endpoint: str | None = None, **options: object) -> OnDemandReader:
+        reader = OnDemandReader(make_settings(endpoint or etcd.endpoint, prefix, etcdTimeout="1s").etcd,
+                                progress_interval=0.3, **options).start()  # type: ignore[arg-type]
+        readers.append(reader)
+        return reader
+
+    yield make
+    for reader in readers:
+        reader.stop()
+
+
+def test_only_the_apps_asked_about_are_cached_and_watched(gateway: EtcdGateway, keys: Keys, ondemand) -> None:
+    announce(gateway, keys, "cluster-1", "cluster-2")
+    for cluster in ("cluster-1", "cluster-2"):
+        for app in ("orders", "cart", "payments"):
+            put_record(gateway, keys, record(app, cluster=cluster, address=f"10.{cluster[-1]}.0.{len(app)}"))
+    reader = ondemand()
+    assert reader.wait_synced(10)
+    assert reader.cache.app_count() == 0
+    assert reader.follow("default", "orders", 5)
+    assert reader.cache.lookup("default", "orders") == {"cluster-1": ("10.1.0.6:50002",),
+                                                         "cluster-2": ("10.2.0.6:50002",)}
+    assert reader.cache.app_count() == 1 and reader.watched_ranges == 3  # clusters/ + orders in 2 clusters
+    put_record(gateway, keys, record("cart", cluster="cluster-1", instance="cart-x", address="10.1.9.9"))
+    put_record(gateway, keys, record("orders", cluster="cluster-2", instance="orders-x", address="10.2.9.9"))
+    eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 5, "orders follows etcd")
+    assert reader.cache.app_count() == 1, "churn in an app nobody asked about never arrives"
+
+
+def test_a_new_cluster_is_followed_for_every_followed_app(gateway: EtcdGateway, keys: Keys, ondemand) -> None:
+    announce(gateway, keys, "cluster-1")
+    put_record(gateway, keys, record("orders", cluster="cluster-1", address="10.1.0.1"))
+    reader = ondemand()
+    assert reader.follow("default", "orders", 5)
+    put_record(gateway, keys, record("orders", cluster="cluster-3", address="10.3.0.1"))  # no cluster key yet
+    announce(gateway, keys, "cluster-3")
+    eventually(lambda: set(reader.cache.lookup("default", "orders")) == {"cluster-1", "cluster-3"}, 5, "cluster-3")
+    put_record(gateway, keys, record("orders", cluster="cluster-3", instance="o-2", address="10.3.0.2"))
+    eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 5, "cluster-3 watched")
+
+
+def test_random_app_ids_cannot_grow_the_cache_or_the_watches(gateway: EtcdGateway, keys: Keys, ondemand) -> None:
+    announce(gateway, keys, "cluster-1", "cluster-2")
+    reader = ondemand(max_apps=20)
+    assert reader.wait_synced(10)
+    rng = random.Random(7)
+    for _ in range(300):
+        app = "".join(rng.choices(string.ascii_lowercase, k=12))
+        assert reader.follow("default", app, 5)
+    assert reader.followed_apps == 20
+    assert reader.watched_ranges == 1 + 20 * 2
+    assert reader.evictions == 280
+
+
+def test_etcd_unreachable_on_first_ask_then_the_registry_answer(etcd: LocalEtcd, gateway: EtcdGateway, keys: Keys,
+                                                                ondemand) -> None:
+    announce(gateway, keys, "cluster-1")
+    put_record(gateway, keys, record("orders", cluster="cluster-1", address="10.1.0.1"))
+    proxy = TcpProxy("127.0.0.1", etcd.client_port)
+    try:
+        reader = ondemand(proxy.endpoint, retry_seconds=0.2)
+        assert reader.wait_synced(10)
+        proxy.cut()
+        eventually(lambda: not reader.connected, 10, "the reader notices")
+        assert not reader.follow("default", "orders", 0.5), "the fallback while etcd is unreachable"
+        proxy.restore()
+        eventually(lambda: reader.follow("default", "orders", 2), 15, "the registry answer once etcd is back")
+        assert reader.cache.lookup("default", "orders") == {"cluster-1": ("10.1.0.1:50002",)}
+    finally:
+        proxy.close()
+
+
+def test_a_compacted_watch_is_re_read_never_served_stale(etcd: LocalEtcd, gateway: EtcdGateway, keys: Keys,
+                                                         ondemand) -> None:
+    announce(gateway, keys, "cluster-1")
+    put_record(gateway, keys, record("orders", cluster="cluster-1", address="10.1.0.1"))
+    proxy = TcpProxy("127.0.0.1", etcd.client_port)
+    try:
+        reader = ondemand(proxy.endpoint)
+        assert reader.follow("default", "orders", 5)
+        proxy.cut()
+        gone = record("orders", cluster="cluster-1", address="10.1.0.1")
+        gateway.delete(gone.key(keys))
+        put_record(gateway, keys, record("orders", cluster="cluster-1", instance="o-new", address="10.1.0.2"))
+        gateway.compact(gateway.status(keys.root).revision)
+        proxy.restore()
+        eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 15, "re-read after compaction")
+    finally:
+        proxy.close()
