@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -81,6 +80,32 @@ def quantile_from(buckets: dict[float, float], q: float) -> float:
     return float("nan")
 
 
+def spawn_alone(work: Path, endpoint: str, scope: str) -> tuple[float, float]:
+    """Spawn → serving and the first resolve for one component with the machine otherwise idle."""
+    socket = work / "alone" / "etcd.sock"
+    started = time.monotonic()
+    process = CliProcess(["serve", "--socket-dir", str(socket.parent), "--set", f"etcdEndpoints={endpoint}", "--set",
+                          f"cacheScope={scope}", "--set", "clusterName=cluster-1", "--log-level", "warning"],
+                         work / "alone.log")
+    try:
+        while True:
+            process.check_running()
+            try:
+                with ComponentClient(socket, timeout=2) as client:
+                    if client.health() == "SERVING":
+                        break
+            except Exception:  # not up yet
+                time.sleep(0.01)
+        serving = time.monotonic() - started
+        with ComponentClient(socket, timeout=30) as client:
+            client.init("{}")
+            began = time.monotonic()
+            client.resolve("app7")
+            return serving, time.monotonic() - began
+    finally:
+        process.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--components", type=int, default=20)
@@ -106,6 +131,9 @@ def main() -> None:
               f"{INSTANCES}) written in {time.monotonic() - started:.1f}s; scope {args.scope}, "
               f"{args.components} components{' through etcd grpc-proxy' if proxy else ''}")
         endpoint = proxy.endpoint if proxy else etcd.endpoint
+        alone = spawn_alone(work, endpoint, args.scope)
+        print(f"one component alone: spawn → serving {alone[0]:.2f}s, then first resolve → registry answer "
+              f"{alone[1] * 1000:.1f} ms")
         etcd_cpu_before = cpu_seconds(etcd.pid)
         ports = free_ports(args.components)
         spawn_at: list[float] = []
@@ -212,4 +240,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

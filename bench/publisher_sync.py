@@ -33,8 +33,9 @@ from bench.common import local_registry, rss_mb, summary_ms
 from resolver.demo.processes import CliProcess, wait_until
 from resolver.local_etcd import free_port
 from resolver.registry.gateway import EtcdGateway
+from resolver.registry.multiwatch import MultiWatch, Range
 from resolver.registry.schema import ClusterInfo, Keys
-from resolver.registry.watch import PrefixWatch
+from resolver.registry.watch import WatchEvent
 from tests.support.fake_kube import FakeKubeApi, make_node, make_pod
 
 
@@ -115,14 +116,20 @@ def event_latencies(api: FakeKubeApi, gateway: EtcdGateway, keys: Keys, count: i
     arrived: dict[str, float] = {}
     ready = threading.Event()
     revision = gateway.status("/").revision
-    watch = PrefixWatch(gateway, keys.cluster_apps("bench"), revision + 1)
+    def record_arrivals(_: Range, events: list[WatchEvent]) -> None:
+        now = time.perf_counter()
+        for event in events:
+            arrived.setdefault(event.value.decode(errors="replace").split('"address":"', 1)[-1].split('"')[0], now)
+
+    def compacted(_: Range) -> None:
+        raise RuntimeError("the benchmark's watch was compacted")
+
+    watch = MultiWatch(gateway, 2.0, keys.root, record_arrivals, compacted)
+    watch.add(Range(keys.cluster_apps("bench")), revision + 1)
 
     def follow() -> None:
         ready.set()
-        for batch in watch:
-            now = time.perf_counter()
-            for event in batch.events:
-                arrived.setdefault(event.value.decode(errors="replace").split('"address":"', 1)[-1].split('"')[0], now)
+        watch.run()
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()

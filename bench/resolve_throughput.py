@@ -1,10 +1,14 @@
-"""ResolveID throughput and latency over the Unix socket, resolver vs. a constant-answer baseline.
+"""ResolveID throughput, latency and server CPU per call over the Unix socket.
 
-Both servers run as subprocesses on the same stack (``start_server``: grpc.server with a
-thread pool, reflection, health); the baseline's servicer returns a constant, ours resolves
-from a registry of 1,000 endpoints (100 apps × 2 clusters × 5 instances) under FailOver.
-The load comes from blocking gRPC callers on threads of this process at concurrency 1, 8 and 64; rounds
-alternate between the two servers so machine noise hits both alike.
+Three servers run as subprocesses: ``baseline`` (the current stack, ``start_server``, with a
+servicer that returns a constant), ``resolver`` (``serve``: the current stack resolving from a
+registry of 1,000 endpoints — 100 apps × 2 clusters × 5 instances — under FailOver) and
+``legacy`` (bench/legacy_server.py: the same servicer on the server path before the
+hostile-client work: one 16-thread pool, no interceptor). The ratio to the baseline hides a
+slower *stack*, so the server's own CPU time per call (utime+stime from /proc, over the round)
+is reported too: ``legacy`` vs ``resolver`` is the before/after of the server model.
+The load comes from blocking gRPC callers on threads of this process at concurrency 1, 8 and 64;
+rounds alternate between the servers so machine noise hits all alike.
 
     python bench/resolve_throughput.py [--seconds 3] [--rounds 3]
 """
@@ -12,11 +16,14 @@ alternate between the two servers so machine noise hits both alike.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -29,6 +36,13 @@ from resolver.component.client import ComponentClient
 from resolver.demo.processes import CliProcess, wait_until
 
 APPS = 100
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def load(socket_path: Path, concurrency: int, seconds: float) -> tuple[int, list[float]]:
@@ -59,12 +73,11 @@ def load(socket_path: Path, concurrency: int, seconds: float) -> tuple[int, list
     return len(latencies), latencies
 
 
-def main() -> None:
+def _run(work: Path) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
     with local_registry(work) as (etcd, gateway, keys):
         sample_registry(gateway, keys, APPS)
         ours = CliProcess(["serve", "--socket-dir", str(work), "--name", "etcd", "--log-level", "warning",
@@ -73,31 +86,53 @@ def main() -> None:
         base_socket = work / "baseline.sock"
         baseline = subprocess.Popen([sys.executable, str(Path(__file__).with_name("baseline_server.py")),
                                      str(base_socket)])
+        legacy_socket = work / "legacy.sock"
+        legacy = subprocess.Popen([sys.executable, str(Path(__file__).with_name("legacy_server.py")),
+                                   str(legacy_socket), f"etcdEndpoints={etcd.endpoint}", "clusterName=cluster-1"])
         ours_socket = work / "etcd.sock"
+        pids = {"baseline": baseline.pid, "legacy": legacy.pid, "resolver": ours.pid}
+        sockets = {"baseline": base_socket, "legacy": legacy_socket, "resolver": ours_socket}
         try:
-            wait_until(lambda: ours_socket.exists() and base_socket.exists(), 20, "both servers")
-            with ComponentClient(ours_socket) as client:
-                wait_until(lambda: client.resolve("app1").startswith("10.1."), 10, "registry sync")
+            wait_until(lambda: all(path.exists() for path in sockets.values()), 20, "all servers")
+            for path in (ours_socket, legacy_socket):
+                with ComponentClient(path) as client:
+                    wait_until(partial(_registry_answers, client), 10, "registry sync")
             rows = []
             for concurrency in (1, 8, 64):
-                results: dict[str, list[tuple[int, list[float]]]] = {"baseline": [], "resolver": []}
+                results: dict[str, list[tuple[int, list[float]]]] = {name: [] for name in sockets}
+                cpu: dict[str, float] = dict.fromkeys(sockets, 0.0)
                 for _ in range(args.rounds):
-                    for name, path in (("baseline", base_socket), ("resolver", ours_socket)):
+                    for name, path in sockets.items():
+                        before = cpu_seconds(pids[name])
                         results[name].append(load(path, concurrency, args.seconds))
+                        cpu[name] += cpu_seconds(pids[name]) - before
                 rates = {}
                 for name, runs in results.items():
                     calls = sum(n for n, _ in runs)
                     lat = [x for _, values in runs for x in values]
                     rates[name] = calls / (args.seconds * args.rounds)
                     rows.append((concurrency, name, f"{rates[name]:,.0f}", f"{percentile(lat, 50) * 1e6:.0f} µs",
-                                 f"{percentile(lat, 99) * 1e6:.0f} µs",
-                                 f"{rates[name] / rates['baseline']:.2f}×" if name == "resolver" else ""))
-            print_table(("concurrency", "server", "calls/s", "p50", "p99", "resolver/baseline"), rows)
+                                 f"{percentile(lat, 99) * 1e6:.0f} µs", f"{cpu[name] / calls * 1e6:.0f} µs",
+                                 f"{rates[name] / rates['baseline']:.2f}×" if name != "baseline" else ""))
+            print_table(("concurrency", "server", "calls/s", "p50", "p99", "server CPU/call", "vs baseline"), rows)
         finally:
             ours.stop()
-            baseline.terminate()
-            baseline.wait(10)
+            for process in (baseline, legacy):
+                process.terminate()
+                process.wait(10)
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
+    try:
+        _run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
     main()
+
+
+def _registry_answers(client: ComponentClient) -> bool:
+    return client.resolve("app1").startswith("10.1.")

@@ -32,10 +32,34 @@ class ConfigError(ValidationError):
         self.source = source
         where = f" (from {source})" if source else ""
         super().__init__(key, message)
-        self.args = (f"invalid configuration key {key!r}{where}: {message}",)
+        if key.startswith("--"):  # a flag is named as a flag, wherever it is raised
+            self.args = (f"invalid {key}: {message}",)
+        else:
+            self.args = (f"invalid configuration key {key!r}{where}: {message}",)
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ConfigValueError(ConfigError):
+    """A *known* configuration key has a bad value: "invalid value for X", never "invalid key"."""
+
+    def __init__(self, key: str, message: str, source: str = "") -> None:
+        super().__init__(key, message, source)
+        where = f" (from {source})" if source else ""
+        self.args = (f"invalid value for {key!r}{where}: {message}",)
+
+
+class FlagError(ConfigError):
+    """A command-line flag (``--config``, ``--set``, ``--socket-dir``…) is bad; named as a flag."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(flag, message, "command line")
+        self.args = (f"invalid {flag}: {message}",)
+
+
+class LimitReached(ResolverError):
+    """A process-level limit (instances, registries, streams, first-sync waits) is full."""
 
 
 class InvalidRequest(ValidationError):
@@ -58,6 +82,10 @@ class RegistryUnavailable(RegistryError):
     """etcd could not be reached or did not answer in time; retrying later may succeed."""
 
 
+class RegistrationRefused(RegistryError):
+    """etcd refused a self-registration write (permission denied, bad credentials): retrying won't help."""
+
+
 class LeaseNotFound(RegistryError):
     """A write named a lease etcd no longer has (expired or revoked): re-register on a new one."""
 
@@ -74,12 +102,18 @@ class InvalidRecord(ValidationError):
     """A registry record does not parse or disagrees with its key; it is skipped, never fatal."""
 
 
+class RefusedAddress(InvalidRecord):
+    """A well-formed record whose address the address policy refuses (loopback, metadata, …)."""
+
+
 _STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotInitialized, grpc.StatusCode.FAILED_PRECONDITION),
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    (LimitReached, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (RegistrationRefused, grpc.StatusCode.PERMISSION_DENIED),
     (RegistryUnavailable, grpc.StatusCode.UNAVAILABLE),
 )
 

@@ -120,3 +120,33 @@ def test_a_compacted_watch_is_re_read_never_served_stale(etcd: LocalEtcd, gatewa
         eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 15, "re-read after compaction")
     finally:
         proxy.close()
+
+
+def test_serve_with_the_on_demand_scope_answers_from_the_registry(etcd: LocalEtcd, gateway: EtcdGateway, keys: Keys,
+                                                                  prefix: str, serve) -> None:
+    announce(gateway, keys, "cluster-1", "cluster-2")
+    put_record(gateway, keys, record("orders", cluster="cluster-2", address="10.2.0.7"))
+    server = serve("--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}", "--set",
+                   "cacheScope=onDemand", "--set", "clusterName=cluster-1")
+    with server.client("etcd") as client:
+        client.init("{}")
+        assert client.resolve("orders") == "10.2.0.7:50002"  # the first resolve reads the app, then answers
+        assert client.resolve("cart") == "cart-dapr.default.svc.cluster.local:50002"  # no records: fallback
+        put_record(gateway, keys, record("orders", cluster="cluster-1", address="10.1.0.7"))
+        eventually(lambda: client.resolve("orders") == "10.1.0.7:50002", 5, "FailOver back to the own cluster")
+
+
+def test_a_self_registered_cluster_is_discovered_by_the_on_demand_scope(etcd: LocalEtcd, gateway: EtcdGateway,
+                                                                        keys: Keys, prefix: str, serve) -> None:
+    """Self-registration writes no info key; its members/ marker announces the cluster instead."""
+    server = serve()
+    with server.client("vm-sidecar") as vm, server.client("observer") as observer:
+        vm.init({"etcdEndpoints": etcd.endpoint, "prefix": prefix, "clusterName": "vms", "selfRegister": True},
+                app_id="billing", namespace="default", address="192.168.7.10", internal_port=50002)
+        eventually(lambda: gateway.get(keys.member("vms", "192.168.7.10-50002")) is not None, 5, "the marker")
+        observer.init({"etcdEndpoints": etcd.endpoint, "prefix": prefix, "clusterName": "cluster-1",
+                       "cacheScope": "onDemand"})
+        eventually(lambda: observer.resolve("billing") == "192.168.7.10:50002", 5, "found through clusters/vms/")
+        vm.close_instance()
+        eventually(lambda: gateway.get(keys.member("vms", "192.168.7.10-50002")) is None, 5, "gone with the lease")
+        eventually(lambda: observer.resolve("billing").startswith("billing-dapr."), 5, "observer falls back")

@@ -86,3 +86,36 @@ def test_any_malformed_pod_is_skipped_or_published_never_raised(path: str, garba
     found = pod_endpoint(pod, "c", {})
     if found.record is not None:
         found.record.validate()
+
+
+def _dual_stack(name: str, ips: list[str]) -> dict[str, object]:
+    pod = make_pod(name, ip=ips[0])
+    pod["status"]["podIPs"] = [{"ip": ip} for ip in ips]
+    return pod
+
+
+def test_dual_stack_publishes_every_family_and_keeps_the_first_instance_name() -> None:
+    found = pod_endpoint(_dual_stack("orders-1", ["10.1.2.3", "fd00::17"]), "c1", ZONES)
+    assert [(r.instance, r.address) for r in found.records] == [("orders-1", "10.1.2.3"), ("orders-1-v6", "fd00::17")]
+    v6_first = pod_endpoint(_dual_stack("orders-2", ["fd00::18", "10.1.2.4"]), "c1", ZONES)
+    assert [(r.instance, r.address) for r in v6_first.records] == [("orders-2", "fd00::18"),
+                                                                    ("orders-2-v4", "10.1.2.4")]
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "0.0.0.0", "169.254.169.254", "::1", "::ffff:127.0.0.1", "fd00:ec2::254",
+                                "224.0.0.1", "100.100.100.200"])
+def test_refused_addresses_are_not_published_and_say_why(ip: str) -> None:
+    found = pod_endpoint(make_pod("evil", ip=ip), "c1", ZONES)
+    assert found.records == ()
+    assert [address for address, _ in found.refused] == [ip] and found.refused[0][1]
+
+
+def test_one_refused_family_leaves_the_other_published() -> None:
+    from resolver.registry.addresses import AddressPolicy
+
+    policy = AddressPolicy.from_spec("c1=10.1.0.0/16")
+    found = pod_endpoint(_dual_stack("orders-1", ["10.1.2.3", "fd00::17"]), "c1", ZONES, policy)
+    assert [r.address for r in found.records] == ["10.1.2.3"]
+    assert found.refused[0][0] == "fd00::17" and "clusterCIDRs" in found.refused[0][1]
+    outside = pod_endpoint(make_pod("orders-2", ip="10.2.0.1"), "c1", ZONES, policy)
+    assert outside.records == () and "outside clusterCIDRs" in outside.refused[0][1]

@@ -141,7 +141,7 @@ def test_file_source_reloads(etcd: LocalEtcd, prefix: str, tmp_path: Path, gatew
                          tmp_path / "file.log")
     try:
         eventually(lambda: etcd_addresses(gateway, keys, "vms") == {"vm-1": "192.168.7.10:50002"}, 20, "load")
-        assert "entry 1 skipped" in process.output()
+        assert "inventory.yaml entry 2: appId:" in process.output()  # entries numbered from 1
         inventory.write_text("endpoints:\n- {appId: billing, namespace: default, instance: vm-3, address: 10.1.1.1, "
                              "zone: dc-2}\n")
         eventually(lambda: etcd_addresses(gateway, keys, "vms") == {"vm-3": "10.1.1.1:50002"}, 10, "reload")
@@ -159,6 +159,8 @@ def test_bad_arguments_are_refused_clearly(tmp_path: Path) -> None:
         (["--cluster", "c1", "--lease-ttl", "1s"], "--lease-ttl"),
         (["--cluster", "c1", "--source", "file"], "--file"),
         (["--cluster", "c1", "--kubeconfig", str(tmp_path / "missing")], "--kubeconfig"),
+        (["--cluster", "c1", "--cluster-uid", "Bad_UID"], "--cluster-uid"),
+        (["--cluster", "c1", "--verify-interval", "0s"], "--verify-interval"),
     ]:
         process = CliProcess(["publish", *args], tmp_path / "bad.log")
         assert process.process.wait(30) == 2, process.output()

@@ -97,6 +97,8 @@ def test_every_registry_value_the_code_writes_matches_its_json_schema() -> None:
         "conflict.json": [ConflictMarker("cluster-1", "f" * 32, "pub-b", now).to_json()],
         "registry-identity.json": [RegistryIdentity.new().to_json()],
         "leader.json": [json.dumps({"identity": "pub-a-123", "since": now, "clusterUid": "1" * 32}).encode()],
+        "member.json": [json.dumps({"cluster": "vms", "instance": "10-0-0-7-50002", "appId": "billing",
+                                    "namespace": "default"}, separators=(",", ":")).encode()],
     }
     assert set(written) == {path.name for path in (ROOT / "docs" / "schema").glob("*.json")}
     for name, values in written.items():

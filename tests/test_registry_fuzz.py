@@ -99,13 +99,15 @@ def readers(etcd: LocalEtcd, tmp_path_factory: pytest.TempPathFactory) -> Iterat
               "--set", "policy=ActiveActive"]
     serve = ServeProcess(workdir / "sockets", [*common, "--log-level", "error"], workdir / "serve.log")
     bridge = CliProcess(["dns", "--listen", "127.0.0.1:0", *common], workdir / "dns.log")  # logs its port
-    serve.wait_ready()
-    port = wait_dns_listening(bridge, 20)
-    yield Readers(serve, bridge, port, gateway, etcd, workdir)
-    serve.stop()
-    bridge.stop()
-    gateway.delete_prefix(f"{PREFIX}/")
-    gateway.close()
+    try:  # stopped even when they fail to come up
+        serve.wait_ready()
+        port = wait_dns_listening(bridge, 20)
+        yield Readers(serve, bridge, port, gateway, etcd, workdir)
+    finally:
+        serve.stop()
+        bridge.stop()
+        gateway.delete_prefix(f"{PREFIX}/")
+        gateway.close()
 
 
 def dns_addresses(port: int, name: str) -> set[str]:

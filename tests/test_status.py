@@ -136,7 +136,8 @@ def test_probe_reports_the_registry_and_exits_by_its_state(etcd: LocalEtcd, pref
     hinted = subprocess.run([sys.executable, "-m", "resolver", "probe", "--socket", sock, "--set",
                              f"etcdEndpoints=127.0.0.1:{port}", "--set", "etcdTimeout=500ms"],
                             capture_output=True, text=True, timeout=30, check=False)
-    assert hinted.returncode == 4 and f"from here: etcd status at 127.0.0.1:{port}" in hinted.stdout
+    assert hinted.returncode == 4 and f"from here: etcd status at http://127.0.0.1:{port} failed: connection refused" \
+        in hinted.stdout
     assert "connection refused" in hinted.stdout
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Sequence
 
@@ -41,7 +42,33 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Subcommands whose parsers live in their own (heavier) modules: built only when chosen or for --help.
+_PARSERS = {
+    "publish": ("resolver.cli.publish_cmd", "add_publish_parser"),
+    "dns": ("resolver.cli.dns_cmd", "add_dns_parser"),
+    "probe": ("resolver.cli.probe_cmd", "add_probe_parser"),
+    "etcd-rbac": ("resolver.cli.rbac_cmd", "add_rbac_parser"),
+    "registry": ("resolver.cli.registry_cmd", "add_registry_parser"),
+}
+
+
+def _grace_seconds(text: str) -> float:
+    """``--grace``: a finite number of seconds, 0 to 300 (argparse's float takes nan, inf and negatives)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 <= value <= 300:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not between 0 and 300 seconds")
+    return value
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, the other subcommands' parsers are stubs.
+
+    Building ``dns``'s parser imports the DNS stack and ``publish``'s the Kubernetes client: a
+    ``serve`` in every application pod should pay for neither (start-up time and memory).
+    """
     from resolver.component.server import default_socket_dir
 
     common = settings_options()
@@ -56,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="directory of the socket (default: $DAPR_COMPONENTS_SOCKETS_FOLDER, "
                             "else /tmp/dapr-components-sockets)")
     serve.add_argument("--name", default="etcd", help="component name: the socket is NAME.sock (default etcd)")
-    serve.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get on shutdown")
+    serve.add_argument("--grace", type=_grace_seconds, default=5.0,
+                       help="seconds in-flight calls get on shutdown (0-300, default 5)")
     serve.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus /metrics (0 = off)")
 
     resolve = commands.add_parser("resolve", parents=[common], help="resolve one app id, as daprd would")
@@ -79,25 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "renewal, sync, endpoints; clusters gone or in conflict")
     status.add_argument("--output", choices=["table", "json"], default="table")
 
-    from resolver.cli.publish_cmd import add_publish_parser
-
-    add_publish_parser(commands, common)
-
-    from resolver.cli.dns_cmd import add_dns_parser
-
-    add_dns_parser(commands, common)
-
-    from resolver.cli.probe_cmd import add_probe_parser
-
-    add_probe_parser(commands, common)
-
-    from resolver.cli.rbac_cmd import add_rbac_parser
-
-    add_rbac_parser(commands, common)
-
-    from resolver.cli.registry_cmd import add_registry_parser
-
-    add_registry_parser(commands, common)
+    for name, (module_name, function_name) in _PARSERS.items():
+        if only is None or only == name:
+            getattr(importlib.import_module(module_name), function_name)(commands, common)
+        else:
+            commands.add_parser(name, parents=[common])
 
     demo = commands.add_parser("demo", parents=[common], help="run the end-to-end demo on this machine")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
@@ -108,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse, check local resources, run; every failure — even a broken install — is one line."""
 
     def run() -> int:
-        args = build_parser().parse_args(argv)
+        arguments = list(sys.argv[1:] if argv is None else argv)
+        chosen = arguments[0] if arguments and arguments[0] in COMMANDS else None
+        args = build_parser(chosen).parse_args(arguments)
         setup_logging(args.log_level, args.log_format)
         preflight.check(args)  # local resources first: never make an operator wait for etcd to hear of a typo
         module_name, _, function_name = COMMANDS[args.command].partition(":")

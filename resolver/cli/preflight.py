@@ -67,9 +67,7 @@ def check_listen(flag: str, text: str) -> tuple[str, int]:
         try:
             if kind == socket.SOCK_STREAM:  # as asyncio's create_server does: TIME_WAIT is no conflict
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-            if port == 0 and kind == socket.SOCK_DGRAM:
-                address = (address[0], probe.getsockname()[1], *address[2:])
+            probe.bind(address)  # with port 0 each transport gets its own free port: only the address is checked
         except OSError as error:
             raise FlagError(flag, listen_error(host, port, "UDP" if kind == socket.SOCK_DGRAM else "TCP",
                                                  error)) from None

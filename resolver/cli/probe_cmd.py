@@ -31,8 +31,8 @@ from resolver.component.client import ComponentClient
 from resolver.errors import FlagError, RegistryError
 
 FRESH, LAST_KNOWN, NEVER_SYNCED, FAILED = 0, 3, 4, 1
-REGISTRY_SYNCED_HEALTH = "registry-synced"
-REASON_METADATA = "x-registry-reason"
+REGISTRY_SYNCED_HEALTH = "registry-synced"  # resolver.component.server serves both (not imported: probe stays light)
+REASON_METADATA = "x-registry-problem"
 
 
 def add_probe_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -108,7 +108,7 @@ def _etcd_from_here(args: argparse.Namespace) -> str:
 
 
 def _registry_reason(client: ComponentClient) -> str:
-    """The component's own words for an unhealthy registry: trailing metadata ``x-registry-reason`` of
+    """The component's own words for an unhealthy registry: trailing metadata ``x-registry-problem`` of
     the ``registry`` health check (e.g. "etcd unreachable since 12:03:41"), "" if it does not say."""
     stub = health_pb2_grpc.HealthStub(client.channel)
     try:

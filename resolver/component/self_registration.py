@@ -5,16 +5,22 @@ sidecar described by Init's ``instance`` is written under ``clusterName`` on a l
 own, kept alive while the component runs, re-registered after a lost lease (the shared
 :class:`~resolver.registry.writer.RegistryWriter` does that), and deleted on ``Close`` and on
 graceful shutdown. It never reconciles the cluster's range: other writers share it.
+
+daprd treats a failed Init as fatal, so Init distinguishes two failures: etcd *refusing* the
+registration (permission denied, bad credentials — retrying never helps, and a silent OK
+would leave the sidecar unregistered forever) fails Init; etcd merely *unreachable* does not —
+Init succeeds and the writer keeps retrying in the background.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
-from resolver.errors import InvalidRequest, ValidationError
+from resolver.errors import InvalidRequest, RegistrationRefused, RegistryError, RegistryUnavailable, ValidationError
 from resolver.registry import names
 from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord
+from resolver.registry.schema import EndpointRecord, Keys
 from resolver.registry.writer import RegistryWriter
 
 log = logging.getLogger(__name__)
@@ -36,10 +42,42 @@ def self_record(cluster: str, app_id: str, namespace: str, address: str, interna
                           instance=instance, address=address, port=internal_port).validate()
 
 
+def check_write_permission(gateway: EtcdGateway, key: str, value: bytes) -> None:
+    """Ask etcd whether we may write ``key``, without writing it.
+
+    A transaction whose comparison can never hold (version < 0) runs no operation, but etcd
+    checks the permissions of *every* operation of both branches before evaluating it, so a
+    read-only user gets PERMISSION_DENIED and bad credentials fail authentication — while an
+    existing registration of the same sidecar is left untouched.
+    Raises :class:`RegistrationRefused`; an unreachable etcd raises :class:`RegistryUnavailable`.
+    """
+    try:
+        gateway.call("self-registration check", lambda client: client.transaction(
+            compare=[client.transactions.version(key) < 0], success=[client.transactions.put(key, value)],
+            failure=[]))
+    except RegistryUnavailable:
+        raise
+    except RegistryError as error:
+        raise RegistrationRefused(f"selfRegister: etcd refused to register {key}: {error}; grant this user "
+                                  "write access to its cluster's range (see etcd-rbac) or set selfRegister=false"
+                                  ) from None
+
+
 class SelfRegistration:
     def __init__(self, gateway: EtcdGateway, record: EndpointRecord, ttl: float = SELF_REGISTRATION_TTL) -> None:
         self.record = record
-        self._writer = RegistryWriter(gateway, record.cluster, ttl, owns_range=False)
+        key = record.key(Keys(gateway.connection.prefix))
+        try:
+            check_write_permission(gateway, key, record.to_json())
+        except RegistryUnavailable as error:
+            log.warning("selfRegister: etcd is unreachable (%s); %s/%s will be registered when it is back",
+                        error, record.namespace, record.app_id)
+        keys = Keys(gateway.connection.prefix)
+        member = json.dumps({"cluster": record.cluster, "instance": record.instance, "appId": record.app_id,
+                             "namespace": record.namespace}, separators=(",", ":")).encode()
+        # the marker lets readers that follow only clusters/ (cacheScope=onDemand) find this cluster
+        self._writer = RegistryWriter(gateway, record.cluster, ttl, owns_range=False,
+                                      member=(keys.member(record.cluster, record.instance), member))
         self._writer.upsert(record)
 
     def start(self) -> SelfRegistration:

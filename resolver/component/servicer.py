@@ -1,13 +1,21 @@
 """The NameResolution gRPC servicer: requests in, :class:`Instances` / :class:`Resolver` calls out.
 
-Errors are mapped to status codes in one place (:func:`resolver.errors.grpc_status_for`, via
-:func:`_answer`); a resolver never answers ``UNKNOWN``.
+Errors are mapped to status codes in one place (:func:`_status_for`, via :func:`_answer`); a
+resolver never answers ``UNKNOWN``, and error details are cut to :data:`MAX_DETAILS` characters
+(an error echoing an 18 KB value used to exceed gRPC's metadata limit and turn into
+``RESOURCE_EXHAUSTED``).
+
+No call waits behind another client's: a resolve for a registry that has not synced yet waits
+(at most ``initialSyncWait``) only while one of ``maxSyncWaits`` slots is free — otherwise it
+gets the fallback at once, exactly as when the wait expires; Init and Close, which may wait
+for etcd, take one of :data:`~resolver.component.limits.ADMIN_SLOTS` or are refused at once.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,15 +23,31 @@ from typing import Any, TypeVar
 import grpc
 
 from resolver._proto import common_pb2, nameresolution_pb2, nameresolution_pb2_grpc
-from resolver.component.instances import Caller, Instances
-from resolver.errors import InvalidRequest, NotFound, NotInitialized, ResolverError, grpc_status_for
+from resolver.component.instances import Caller, Instances, InstanceState
+from resolver.component.limits import ADMIN_SLOTS, FastLane, Slots, ThrottledLog
+from resolver.errors import (
+    InvalidRequest,
+    LimitReached,
+    NotFound,
+    NotInitialized,
+    RegistrationRefused,
+    ResolverError,
+    ValidationError,
+    grpc_status_for,
+)
 from resolver.observability import metrics
+from resolver.registry import names
+from resolver.registry.ondemand import OnDemandReader
 from resolver.resolution.policy import Policy
 from resolver.resolution.resolver import Outcome, Resolver
 
 log = logging.getLogger(__name__)
 
 INSTANCE_HEADER = "x-component-instance"
+MAX_INSTANCE_NAME = 253
+"""Longest ``x-component-instance`` accepted (a Dapr component name is a DNS-1123 subdomain)."""
+MAX_DETAILS = 1000
+"""Longest error text sent back to a client."""
 SERVICE_NAME = nameresolution_pb2.DESCRIPTOR.services_by_name["NameResolution"].full_name
 FEATURES: list[str] = []  # no optional features defined for name resolution yet
 
@@ -31,15 +55,28 @@ Response = TypeVar("Response")
 Answer = TypeVar("Answer")
 
 
-def _instance_name(context: grpc.ServicerContext) -> str:
+def instance_name(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata():
         if key == INSTANCE_HEADER:
-            return str(value)
+            name = str(value)
+            if len(name) > MAX_INSTANCE_NAME:
+                raise InvalidRequest(INSTANCE_HEADER, f"longer than {MAX_INSTANCE_NAME} characters")
+            return name
     return ""
+
+
+def _status_for(error: ResolverError) -> grpc.StatusCode:
+    if isinstance(error, LimitReached):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(error, RegistrationRefused):
+        return grpc.StatusCode.PERMISSION_DENIED
+    return grpc_status_for(error)
 
 
 def _answer(rpc: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Turn our exceptions into status codes; log the unexpected ones (never UNKNOWN)."""
+
+    failures = ThrottledLog(log)
 
     def decorate(method: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(method)
@@ -47,12 +84,13 @@ def _answer(rpc: str) -> Callable[[Callable[..., Response]], Callable[..., Respo
             try:
                 return method(self, request, context)
             except ResolverError as error:
-                if not isinstance(error, InvalidRequest | NotFound | NotInitialized):
-                    log.warning("%s failed: %s", rpc, error)
-                context.abort(grpc_status_for(error), str(error))
+                if not isinstance(error, InvalidRequest | NotFound | NotInitialized | LimitReached):
+                    failures("%s failed: %s", rpc, str(error)[:MAX_DETAILS])
+                context.abort(_status_for(error), str(error)[:MAX_DETAILS])
             except Exception as error:
                 log.exception("%s failed unexpectedly", rpc)
-                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}")
+                context.abort(grpc.StatusCode.INTERNAL,
+                              f"internal error: {type(error).__name__}: {str(error)[:MAX_DETAILS]}")
             raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
         return wrapper
@@ -61,16 +99,33 @@ def _answer(rpc: str) -> Callable[[Callable[..., Response]], Callable[..., Respo
 
 
 class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
-    def __init__(self, instances: Instances) -> None:
+    def __init__(self, instances: Instances, lane: FastLane | None = None) -> None:
         self.instances = instances
+        self.lane = lane or FastLane()
+        self.sync_waits = Slots("sync_waits", instances.limits.max_sync_waits,
+                                "resolves already wait for a first registry sync (maxSyncWaits); answered "
+                                "with the fallback")
+        self.admin = Slots("admin", ADMIN_SLOTS, "Init/Close calls already running")
+        self.stopping = threading.Event()
+        """Set on shutdown: first-sync waits end at once with the fallback."""
+
+    def _admin_slot(self, rpc: str) -> None:
+        if not self.admin.try_acquire():
+            raise LimitReached(f"{ADMIN_SLOTS} Init/Close calls are already running on this socket; "
+                               f"{rpc} refused, retry shortly")
 
     @_answer("Init")
     def Init(self, request: nameresolution_pb2.NameResolutionInitRequest,  # noqa: N802 - gRPC names
              context: grpc.ServicerContext) -> nameresolution_pb2.NameResolutionInitResponse:
+        name = instance_name(context)
         instance = request.instance
         caller = Caller(instance.app_id, instance.namespace, instance.address, instance.dapr_internal_port)
-        self.instances.init(_instance_name(context), request.configuration, dict(request.metadata.properties),
-                            caller)
+        self._admin_slot("Init")
+        try:
+            with self.lane.stepped_off():
+                self.instances.init(name, request.configuration, dict(request.metadata.properties), caller)
+        finally:
+            self.admin.release()
         return nameresolution_pb2.NameResolutionInitResponse()
 
     @_answer("Features")
@@ -83,14 +138,19 @@ class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
              context: grpc.ServicerContext) -> common_pb2.PingResponse:
         return common_pb2.PingResponse()
 
-    def _measured(self, context: grpc.ServicerContext,
-                  resolve: Callable[[Resolver], tuple[Answer, Outcome, Policy]]) -> Answer:
+    def _measured(self, context: grpc.ServicerContext, request: nameresolution_pb2.ResolveRequest,
+                  resolve: Callable[[Resolver], tuple[Answer, Outcome, Policy]],
+                  fallback: Callable[[str], Answer]) -> Answer:
         """Run one resolve for the caller's instance, counting its outcome and timing it."""
         started = time.perf_counter()
         policy = "-"
         try:
-            state = self.instances.get(_instance_name(context))
+            state = self.instances.get(instance_name(context))
             policy = state.settings.policy.value
+            if self._must_wait(state, request) and not self._waited_for_sync(state, request):
+                answer = fallback(self._fallback_now(state, request))
+                metrics.count_resolve(Outcome.FALLBACK.value, policy)
+                return answer
             answer, outcome, chosen = resolve(state.resolver)
         except ResolverError as error:
             metrics.count_resolve(_outcome_of(error), policy)
@@ -99,22 +159,80 @@ class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
         metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
         return answer
 
+    def _waited_for_sync(self, state: InstanceState, request: nameresolution_pb2.ResolveRequest) -> bool:
+        """Wait (off the fast lane, in one of ``maxSyncWaits`` slots) for the first sync; True if it came.
+
+        The wait is ours rather than the resolver's so that it ends at once on shutdown: a
+        SIGTERM must not wait up to ``initialSyncWait`` for blocked resolves. In the on-demand
+        scope the first resolve of an app also reads that app's records here (bounded by
+        ``etcdTimeout``), never on the fast lane.
+        """
+        if not self.sync_waits.try_acquire():
+            return False
+        try:
+            with self.lane.stepped_off():
+                reader = state.reader
+                started = time.monotonic()
+                deadline = (reader.started_at if not isinstance(reader, OnDemandReader) else started) \
+                    + state.settings.initial_sync_wait
+                while not self.stopping.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or reader.wait_synced(min(remaining, 0.25)):
+                        break
+                if isinstance(reader, OnDemandReader) and reader.synced and not self.stopping.is_set():
+                    target = state.resolver.target(request.id, request.namespace)
+                    return reader.follow(target.namespace, target.app_id, max(0.0, deadline - time.monotonic()))
+            return reader.synced
+        finally:
+            self.sync_waits.release()
+
+    @staticmethod
+    def _must_wait(state: InstanceState, request: nameresolution_pb2.ResolveRequest) -> bool:
+        """Would this resolve block for the registry's first sync (see Resolver._endpoints), or, on demand,
+        for the first read of the app it asks about?"""
+        reader = state.reader
+        if isinstance(reader, OnDemandReader):
+            target = state.resolver.target(request.id, request.namespace)
+            return not reader.is_following(target.namespace, target.app_id)
+        if reader.synced:
+            return False
+        return state.settings.initial_sync_wait - (time.monotonic() - reader.started_at) > 0
+
+    @staticmethod
+    def _fallback_now(state: InstanceState, request: nameresolution_pb2.ResolveRequest) -> str:
+        """The answer a resolve gets when its wait for the first sync expires, without waiting."""
+        resolver = state.resolver
+        try:
+            port = names.check_port(request.port, "port")
+        except ValidationError as error:
+            raise InvalidRequest("port", error.message) from None
+        return resolver.fallback(resolver.target(request.id, request.namespace), port)
+
     @_answer("ResolveID")
     def ResolveID(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
                   context: grpc.ServicerContext) -> nameresolution_pb2.ResolveResponse:
-        address = self._measured(context, lambda r: r.resolve(request.id, request.namespace, request.port))
+        address = self._measured(context, request,
+                                 lambda r: r.resolve(request.id, request.namespace, request.port), str)
         return nameresolution_pb2.ResolveResponse(address=address)
 
     @_answer("ResolveIDMulti")
     def ResolveIDMulti(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> nameresolution_pb2.ResolveMultiResponse:
-        addresses = self._measured(context, lambda r: r.resolve_multi(request.id, request.namespace, request.port))
+        addresses = self._measured(context, request,
+                                   lambda r: r.resolve_multi(request.id, request.namespace, request.port),
+                                   lambda address: [address])
         return nameresolution_pb2.ResolveMultiResponse(addresses=addresses)
 
     @_answer("Close")
     def Close(self, request: nameresolution_pb2.CloseRequest,  # noqa: N802
               context: grpc.ServicerContext) -> nameresolution_pb2.CloseResponse:
-        self.instances.close(_instance_name(context))
+        name = instance_name(context)
+        self._admin_slot("Close")
+        try:
+            with self.lane.stepped_off():
+                self.instances.close(name)
+        finally:
+            self.admin.release()
         return nameresolution_pb2.CloseResponse()
 
 
@@ -125,4 +243,6 @@ def _outcome_of(error: ResolverError) -> str:
         return "not_found"
     if isinstance(error, NotInitialized):
         return "uninitialized"
+    if isinstance(error, LimitReached):
+        return "limited"
     return "error"

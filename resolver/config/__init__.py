@@ -4,6 +4,7 @@ from resolver.config.settings import (
     DEFAULT_SETTINGS,
     ENV_PREFIX,
     Layer,
+    ServeLimits,
     Settings,
     env_layer,
     file_layer,
@@ -11,16 +12,18 @@ from resolver.config.settings import (
     load_settings,
     set_layer,
 )
-from resolver.config.values import AppPolicy, EtcdConnection, EtcdEndpoint, PolicyName, Template
+from resolver.config.values import AppPolicy, ClusterCIDRs, EtcdConnection, EtcdEndpoint, PolicyName, Template
 
 __all__ = [
     "DEFAULT_SETTINGS",
     "ENV_PREFIX",
     "AppPolicy",
+    "ClusterCIDRs",
     "EtcdConnection",
     "EtcdEndpoint",
     "Layer",
     "PolicyName",
+    "ServeLimits",
     "Settings",
     "Template",
     "env_layer",

@@ -4,16 +4,27 @@ Sources, lowest precedence first: defaults, ``--config`` file, ``DAPR_NR_*`` env
 ``--set key=value``, then (for the component) Init's ``configuration`` JSON and Init's
 metadata properties. Each source is a :class:`Layer`; :func:`load_settings` folds them, so a
 later ``Init`` re-initializes an instance with its own settings layered over the start-up ones.
-Unknown keys and bad values raise :class:`~resolver.errors.ConfigError` naming the key and the
-source, which the component answers as ``INVALID_ARGUMENT``.
+A bad value of a known key raises :class:`~resolver.errors.ConfigValueError` naming the key
+and the source (the component answers ``INVALID_ARGUMENT``). An *unknown* key is only a
+warning naming the closest known key, counted in ``dapr_nr_config_unknown_keys_total``:
+every sidecar of a namespace reads one shared Dapr Configuration and daprd treats a failed
+Init as fatal, so a key added by a newer release must not crash older sidecars mid-upgrade.
+
+Process-level limits (``maxInstances``…) are read from start-up sources only: an Init that
+sets one is refused, or a hostile client could raise its own cap.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import json
+import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +33,53 @@ from typing import Any, NamedTuple
 import yaml
 
 from resolver.config import values
-from resolver.config.values import AppPolicy, EtcdConnection, EtcdEndpoint, PolicyName, Template
-from resolver.errors import ConfigError
+from resolver.config.values import (
+    AppPolicy,
+    ClusterCIDRs,
+    EtcdConnection,
+    EtcdEndpoint,
+    PolicyName,
+    Template,
+    duration,
+    integer,
+    shown,
+)
+from resolver.errors import ConfigValueError, FlagError
+from resolver.observability import metrics
+from resolver.registry.addresses import AddressPolicy
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "DAPR_NR_"
 
 
+MAX_FILE_BYTES = 1024 * 1024
+"""Largest ``--config`` file read (a configuration is a few KiB)."""
+
+
 class Layer(NamedTuple):
-    """One source of settings: a name for error messages and its camelCase key/value pairs."""
+    """One source of settings: a name for error messages and its camelCase key/value pairs.
+
+    ``from_init`` marks layers a client sent (Init): they may not set process-level keys.
+    """
 
     source: str
     values: Mapping[str, object]
+    from_init: bool = False
 
 
-def _key(key: str, parse: Callable[[object], Any], doc: str) -> dict[str, Any]:
-    return {"key": key, "parse": parse, "doc": doc}
+def _key(key: str, parse: Callable[[object], Any], doc: str, *, process: bool = False) -> dict[str, Any]:
+    return {"key": key, "parse": parse, "doc": doc, "process": process}
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """The component's process-level caps (``serve``), from start-up configuration only."""
+
+    max_instances: int
+    max_registries: int
+    max_streams: int
+    max_sync_waits: int
 
 
 @dataclass(frozen=True)
@@ -56,7 +99,7 @@ class Settings:
                                                             "client certificate for etcd mTLS"))
     etcd_client_key: str = field(default="", metadata=_key("etcdClientKey", values.parse_string,
                                                            "client key for etcd mTLS"))
-    etcd_timeout: float = field(default=5.0, metadata=_key("etcdTimeout", values.parse_duration,
+    etcd_timeout: float = field(default=5.0, metadata=_key("etcdTimeout", duration(0.1, 60.0),
                                                            "per-request etcd timeout"))
     prefix: str = field(default="/dapr/nr/v1", metadata=_key("prefix", values.parse_prefix,
                                                              "root of all registry keys"))
@@ -76,15 +119,44 @@ class Settings:
     policies: Mapping[str, AppPolicy] = field(default_factory=dict, metadata=_key(
         "policies", values.parse_policies, 'per-app overrides, JSON {"ns/app": {"policy": …}}'))
     initial_sync_wait: float = field(default=3.0, metadata=_key(
-        "initialSyncWait", values.parse_duration, "how long a resolve waits for the first registry sync"))
+        "initialSyncWait", duration(0.0, 60.0), "how long a resolve waits for the first registry sync"))
     failover_order: tuple[str, ...] = field(default=(), metadata=_key(
         "failoverOrder", values.parse_cluster_list, "clusters FailOver tries, in order, before the rest"))
     self_register: bool = field(default=False, metadata=_key(
         "selfRegister", values.parse_bool, "register the calling sidecar itself under clusterName"))
     stale_after: float = field(default=0.0, metadata=_key(
-        "staleAfter", values.parse_duration, "drop remote endpoints after etcd is unreachable this long"))
+        "staleAfter", duration(0.0, 7 * 24 * 3600.0), "drop remote endpoints after etcd is unreachable this long"))
+    cache_scope: str = field(default="all", metadata=_key(
+        "cacheScope", values.parse_cache_scope, "the component's cache: all (a full mirror of the registry) or "
+        "onDemand (only the apps it is asked about; needs every cluster announced under clusters/); the DNS "
+        "bridge always mirrors all"))
     dns_ttl: float = field(default=5.0, metadata=_key(
-        "dnsTTL", values.parse_duration, "TTL of DNS bridge answers"))
+        "dnsTTL", duration(0.0, 3600.0), "TTL of DNS bridge answers"))
+    cluster_cidrs: ClusterCIDRs = field(default=ClusterCIDRs(), metadata=_key(
+        "clusterCIDRs", values.parse_cluster_cidrs,
+        "per-cluster address allowlists, cluster=CIDR,…; cluster=hostnames keeps host names"))
+    allow_loopback: bool = field(default=False, metadata=_key(
+        "allowLoopback", values.parse_bool, "accept loopback addresses in the registry (single machine only)"))
+    max_instances: int = field(default=64, metadata=_key(
+        "maxInstances", integer(1, 10_000), "component instances per serve process", process=True))
+    max_registries: int = field(default=8, metadata=_key(
+        "maxRegistries", integer(1, 1_000), "distinct registries (etcd settings) per serve process",
+        process=True))
+    max_streams: int = field(default=256, metadata=_key(
+        "maxStreams", integer(1, 4_096), "concurrently open streaming calls (reflection, health watch)",
+        process=True))
+    max_sync_waits: int = field(default=32, metadata=_key(
+        "maxSyncWaits", integer(0, 1_024), "resolves waiting for a first registry sync at once; "
+        "more get the fallback at once", process=True))
+
+    @functools.cached_property
+    def address_policy(self) -> AddressPolicy:
+        """Which registry addresses may be served or published (shared contract, addresses.py)."""
+        return AddressPolicy(self.cluster_cidrs.cidrs, self.cluster_cidrs.hostname_clusters, self.allow_loopback)
+
+    @property
+    def serve_limits(self) -> ServeLimits:
+        return ServeLimits(self.max_instances, self.max_registries, self.max_streams, self.max_sync_waits)
 
     @property
     def etcd(self) -> EtcdConnection:
@@ -109,7 +181,7 @@ class Settings:
                 text = "***"
             elif isinstance(value, tuple):
                 text = ",".join(map(str, value))
-            elif isinstance(value, Template):
+            elif isinstance(value, Template | ClusterCIDRs):
                 text = value.text
             elif isinstance(value, Mapping):
                 text = json.dumps({k: v if isinstance(v, int) else repr(v) for k, v in value.items()})
@@ -131,20 +203,66 @@ def env_name(key: str) -> str:
 
 
 _KEYS_BY_ENV = {env_name(key): key for key in KEYS}
+PROCESS_KEYS: tuple[str, ...] = tuple(key for key, spec in _FIELDS_BY_KEY.items() if spec.metadata["process"])
+UNKNOWN_KEY_LOG_INTERVAL = 60.0
+UNKNOWN_KEY_LOG_BURST = 20
+_unknown_logged: dict[tuple[str, str], float] = {}
+_unknown_lock = threading.Lock()
+
+
+def closest_key(key: str, known: Iterable[str] = KEYS) -> str | None:
+    """The known key ``key`` is most likely a typo of (case-insensitive first), or None."""
+    known = list(known)
+    for candidate in known:
+        if candidate.lower() == key.lower():
+            return candidate
+    matches = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def warn_unknown_key(key: str, source: str, known: Iterable[str] = KEYS) -> None:
+    """Log and count a key this release does not know.
+
+    Each (key, source) is logged at most once a minute, and at most
+    :data:`UNKNOWN_KEY_LOG_BURST` distinct ones a minute in all: an Init carrying thousands of
+    made-up keys is counted in full but logged in a few lines.
+    """
+    metrics.CONFIG_UNKNOWN_KEYS.labels(source.split(" ", maxsplit=1)[0]).inc()
+    now = time.monotonic()
+    memo = (key[:100], source[:100])
+    with _unknown_lock:
+        if now - _unknown_logged.get(memo, -UNKNOWN_KEY_LOG_INTERVAL) < UNKNOWN_KEY_LOG_INTERVAL:
+            return
+        recent = [at for at in _unknown_logged.values() if now - at < UNKNOWN_KEY_LOG_INTERVAL]
+        if len(recent) >= UNKNOWN_KEY_LOG_BURST:
+            return
+        if len(_unknown_logged) > 1000:
+            _unknown_logged.clear()
+        _unknown_logged[memo] = now
+    hint = closest_key(key[:100], known)
+    log.warning("ignoring unknown configuration key %s (from %s)%s; a newer release may know it", shown(key),
+                source, f": did you mean {hint!r}?" if hint else "")
 
 
 def load_settings(layers: Iterable[Layer]) -> Settings:
     """Fold ``layers`` (lowest precedence first) over the defaults and validate the result."""
     chosen: dict[str, tuple[object, str]] = {}
     for layer in layers:
-        for key, raw in layer.values.items():
+        for raw_key, raw in layer.values.items():
+            key = raw_key if isinstance(raw_key, str) else str(raw_key)
             spec = _FIELDS_BY_KEY.get(key)
             if spec is None:
-                raise ConfigError(str(key), f"unknown key; known keys: {', '.join(KEYS)}", layer.source)
+                warn_unknown_key(key, layer.source)
+                continue
+            if spec.metadata["process"] and layer.from_init:
+                raise ConfigValueError(key, "a process-level limit cannot be set through Init; set it when "
+                                       f"starting serve (--set {key}=…, {env_name(key)} or --config)", layer.source)
             try:
                 parsed = spec.metadata["parse"](raw)
             except ValueError as error:
-                raise ConfigError(key, str(error), layer.source) from None
+                raise ConfigValueError(key, str(error), layer.source) from None
+            except (RecursionError, TypeError, OverflowError, AttributeError) as error:
+                raise ConfigValueError(key, f"unusable value ({type(error).__name__})", layer.source) from None
             chosen[spec.name] = (parsed, layer.source)
     overrides: dict[str, Any] = {name: value for name, (value, _) in chosen.items()}
     settings = dataclasses.replace(DEFAULT_SETTINGS, **overrides)
@@ -156,20 +274,18 @@ def _validate_together(settings: Settings, sources: Mapping[str, str]) -> None:
     """Checks that span keys; the error names the key the user most likely has to fix."""
     if bool(settings.etcd_username) != bool(settings.etcd_password):
         missing = "etcdPassword" if settings.etcd_username else "etcdUsername"
-        raise ConfigError(missing, "etcdUsername and etcdPassword must be set together",
+        raise ConfigValueError(missing, "etcdUsername and etcdPassword must be set together",
                           sources.get("etcd_username") or sources.get("etcd_password", ""))
     if bool(settings.etcd_client_cert) != bool(settings.etcd_client_key):
         missing = "etcdClientKey" if settings.etcd_client_cert else "etcdClientCert"
-        raise ConfigError(missing, "etcdClientCert and etcdClientKey must be set together")
+        raise ConfigValueError(missing, "etcdClientCert and etcdClientKey must be set together")
     for name in ("etcd_ca_cert", "etcd_client_cert", "etcd_client_key"):
         path = getattr(settings, name)
         if path and not Path(path).is_file():
             key = Settings.__dataclass_fields__[name].metadata["key"]
-            raise ConfigError(key, f"file {path!r} does not exist or is not a file", sources.get(name, ""))
-    if settings.etcd_timeout <= 0:
-        raise ConfigError("etcdTimeout", "must be greater than 0", sources.get("etcd_timeout", ""))
+            raise ConfigValueError(key, f"file {shown(path)} does not exist or is not a file", sources.get(name, ""))
     if settings.self_register and not settings.cluster_name:
-        raise ConfigError("clusterName", "selfRegister=true needs clusterName to register under",
+        raise ConfigValueError("clusterName", "selfRegister=true needs clusterName to register under",
                           sources.get("self_register", ""))
 
 
@@ -180,25 +296,40 @@ DEFAULT_SETTINGS = Settings()
 
 
 def file_layer(path: str | Path) -> Layer:
-    """A YAML (or JSON) file of camelCase keys; a Dapr ``Configuration`` document also works."""
+    """A YAML (or JSON) file of camelCase keys; a Dapr ``Configuration`` document also works.
+
+    Size is checked before parsing and nesting right after (iteratively), and the parser's
+    own recursion is caught, so a hostile file ends in one line naming ``--config``.
+    """
     source = f"config file {path}"
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as error:
-        raise ConfigError("--config", f"cannot read {path}: {error.strerror}", source) from None
+        raise FlagError("--config", f"cannot read {path}: {error.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise FlagError("--config", f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB; is it the right file?")
+    try:
+        document = yaml.safe_load(data)
+        values.check_structure(document, finite=False)  # a NaN is refused by its key's parser, named
     except yaml.YAMLError as error:
-        raise ConfigError("--config", f"not valid YAML: {error}", source) from None
+        raise FlagError("--config", f"{path} is not valid YAML: {str(error).splitlines()[0][:120]}") from None
+    except (RecursionError, ValueError) as error:
+        reason = f"nested deeper than {values.MAX_DEPTH} levels" if isinstance(error, RecursionError) else error
+        raise FlagError("--config", f"{path}: {reason}") from None
     if document is None:
         document = {}
     if isinstance(document, dict) and document.get("kind") == "Configuration":
-        document = ((document.get("spec") or {}).get("nameResolution") or {}).get("configuration") or {}
+        spec = document.get("spec")
+        resolution = spec.get("nameResolution") if isinstance(spec, dict) else None
+        document = (resolution.get("configuration") if isinstance(resolution, dict) else None) or {}
     if not isinstance(document, dict):
-        raise ConfigError("--config", f"expected a mapping of keys, got {type(document).__name__}", source)
+        raise FlagError("--config", f"{path}: expected a mapping of keys, got {type(document).__name__}")
     return Layer(source, document)
 
 
 def env_layer(environ: Mapping[str, str] | None = None) -> Layer:
-    """``DAPR_NR_<UPPER_SNAKE>`` variables; an unknown ``DAPR_NR_`` name is an error (typos)."""
+    """``DAPR_NR_<UPPER_SNAKE>`` variables; an unknown ``DAPR_NR_`` name is a warning (typos)."""
     environ = os.environ if environ is None else environ
     found: dict[str, object] = {}
     for name, value in environ.items():
@@ -206,8 +337,8 @@ def env_layer(environ: Mapping[str, str] | None = None) -> Layer:
             continue
         key = _KEYS_BY_ENV.get(name)
         if key is None:
-            raise ConfigError(name, f"unknown environment variable; known: {', '.join(sorted(_KEYS_BY_ENV))}",
-                              "environment")
+            warn_unknown_key(name, "environment", _KEYS_BY_ENV)
+            continue
         found[key] = value
     return Layer("environment", found)
 
@@ -218,7 +349,7 @@ def set_layer(assignments: Iterable[str]) -> Layer:
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(assignment, "expected key=value", "--set")
+            raise FlagError("--set", f"{shown(assignment)}: expected KEY=VALUE, e.g. --set etcdTimeout=5s")
         found[key.strip()] = value
     return Layer("--set", found)
 
@@ -228,14 +359,14 @@ def init_layers(configuration_json: str, properties: Mapping[str, str]) -> list[
     layers = []
     if configuration_json.strip():
         try:
-            configuration = json.loads(configuration_json)
+            configuration = values.load_json(configuration_json)
         except ValueError as error:
-            raise ConfigError("configuration", f"not valid JSON: {error}", "Init") from None
+            raise ConfigValueError("configuration", str(error), "Init") from None
         if configuration is None:
             configuration = {}
         if not isinstance(configuration, dict):
-            raise ConfigError("configuration", f"expected a JSON object, got {type(configuration).__name__}",
-                              "Init")
-        layers.append(Layer("Init configuration", configuration))
-    layers.append(Layer("Init metadata", dict(properties)))
+            raise ConfigValueError("configuration", f"expected a JSON object, got {type(configuration).__name__}",
+                                   "Init")
+        layers.append(Layer("Init configuration", configuration, from_init=True))
+    layers.append(Layer("Init metadata", dict(properties), from_init=True))
     return layers

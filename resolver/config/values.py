@@ -8,17 +8,28 @@ with the key's name. Keeping the parsers free of key names lets several keys sha
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from resolver.errors import ValidationError
 from resolver.registry import names
+from resolver.registry.addresses import AddressPolicy
 
 MAX_WEIGHT = 1_000_000
+MAX_VALUE_CHARS = 64 * 1024
+"""Longest value any key accepts (the whole Init request is capped at 64 KiB anyway)."""
+MAX_DEPTH = 16
+"""Deepest nesting of a structured value (``policies`` needs 3); checked before parsing."""
+MAX_NODES = 100_000
+"""Most scalars/containers in one structured value (also stops YAML alias bombs)."""
+SHOWN_CHARS = 80
+"""Values echoed in error messages are cut to this many characters (a client can send 60 KiB)."""
 
 
 class PolicyName(StrEnum):
@@ -72,6 +83,18 @@ class AppPolicy:
     failover_order: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True)
+class ClusterCIDRs:
+    """``clusterCIDRs``: per-cluster address allowlists (see :mod:`resolver.registry.addresses`)."""
+
+    text: str = ""
+    cidrs: Mapping[str, tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = field(default_factory=dict)
+    hostname_clusters: frozenset[str] = frozenset()
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
 class Template:
     """The fallback address format, e.g. ``{id}-dapr.{namespace}.svc.{clusterDomain}:{port}``.
 
@@ -89,7 +112,7 @@ class Template:
         for match in self._TOKEN.finditer(text):
             if match.group(1) not in self.PLACEHOLDERS:
                 raise ValueError(
-                    f"unknown placeholder {{{match.group(1)}}} in {text!r}; "
+                    f"unknown placeholder {{{match.group(1)[:40]}}} in {shown(text)}; "
                     f"allowed: {', '.join('{' + p + '}' for p in self.PLACEHOLDERS)}"
                 )
             self._parts.append((False, text[position : match.start()]))
@@ -98,9 +121,9 @@ class Template:
         self._parts.append((False, text[position:]))
         leftover = self._TOKEN.sub("", text)
         if "{" in leftover or "}" in leftover:
-            raise ValueError(f"unbalanced brace in {text!r}")
+            raise ValueError(f"unbalanced brace in {shown(text)}")
         if "{port}" not in text:
-            raise ValueError(f"{text!r} must contain {{port}}: daprd needs host:port")
+            raise ValueError(f"{shown(text)} must contain {{port}}: daprd needs host:port")
 
     def format(self, **values: str | int) -> str:
         return "".join(str(values[part]) if is_placeholder else part for is_placeholder, part in self._parts)
@@ -119,9 +142,81 @@ def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def shown(value: object) -> str:
+    """``repr(value)`` cut to :data:`SHOWN_CHARS`, so an error never echoes a huge value back."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS - 3]}... ({len(text)} chars)"
+
+
+def check_structure(value: object, *, finite: bool = True) -> None:
+    """Refuse values nested deeper than :data:`MAX_DEPTH` or larger than :data:`MAX_NODES`
+    (and, with ``finite``, NaN or infinite numbers anywhere in them).
+
+    Iterative, so a hostile value can never reach Python's recursion limit here, and it
+    counts visits (not distinct objects), so YAML aliases cannot multiply work unnoticed.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise ValueError(f"too large: more than {MAX_NODES} values")
+        if finite and isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{item} is not a finite number")
+        if isinstance(item, Mapping | list | tuple):
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+            children = list(item.keys()) + list(item.values()) if isinstance(item, Mapping) else list(item)
+            stack.extend((child, depth + 1) for child in children)
+
+
+def json_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting of JSON text, found by a scan that respects strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def load_json(text: str) -> object:
+    """``json.loads`` for untrusted text: length and depth checked first, NaN/Infinity refused."""
+    if len(text) > MAX_VALUE_CHARS:
+        raise ValueError(f"longer than {MAX_VALUE_CHARS} characters")
+    if json_depth(text) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as error:
+        message = str(error)
+        raise ValueError(message if "finite" in message else f"not valid JSON: {message[:SHOWN_CHARS]}") from None
+    check_structure(value)
+    return value
+
+
 def parse_string(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {_type_name(value)}")
+    if len(value) > MAX_VALUE_CHARS:
+        raise ValueError(f"longer than {MAX_VALUE_CHARS} characters")
     return value.strip()
 
 
@@ -129,6 +224,8 @@ def parse_secret(value: object) -> str:
     """Like :func:`parse_string`, but the error never echoes the value."""
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {_type_name(value)}")
+    if len(value) > MAX_VALUE_CHARS:
+        raise ValueError(f"longer than {MAX_VALUE_CHARS} characters")
     return value
 
 
@@ -149,27 +246,79 @@ def parse_bool(value: object) -> bool:
         return True
     if text in ("false", "0", "no", "off", ""):
         return False
-    raise ValueError(f"expected true or false, got {value!r}")
+    raise ValueError(f"expected true or false, got {shown(value)}")
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)", re.ASCII)
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+", re.ASCII)
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_INTEGER = re.compile(r"[0-9]+", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from ``500ms``, ``15s``, ``2m``, ``1m30s`` or ``0``; bare numbers are seconds."""
+def format_duration(seconds: float) -> str:
+    """``0.5`` → ``500ms``, ``90`` → ``1m30s``, ``3600`` → ``1h`` (for ranges in messages)."""
+    if seconds < 1 and seconds != 0:
+        return f"{seconds * 1000:g}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours:g}h" if hours else "") + (f"{minutes:g}m" if minutes else "") + (f"{secs:g}s" if secs else "")
+    return text or "0"
+
+
+def _seconds(value: object) -> float:
+    """Seconds from ``500ms``, ``15s``, ``2m``, ``1m30s``, a bare number, or a JSON/YAML number."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    else:
-        text = parse_string(value)
-        if text == "0":
-            return 0.0
-        if not text or _DURATION_PART.sub("", text) != "":
-            raise ValueError(f"{text!r} is not a duration like 500ms, 15s or 2m")
-        seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
-    if seconds < 0 or seconds > 7 * 24 * 3600:
-        raise ValueError(f"{value!r} is out of range (0 to 168h)")
-    return seconds
+        if not math.isfinite(seconds):
+            raise ValueError(f"{value} is not a finite number")
+        return seconds
+    text = parse_string(value)
+    if len(text) > 32:
+        raise ValueError(f"{shown(text)} is not a duration like 500ms, 15s or 2m")
+    if _NUMBER.fullmatch(text):
+        return float(text)  # a bare number is seconds, as the configuration reference says
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"{shown(text)} is not a duration like 500ms, 15s, 2m or a number of seconds")
+    return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def duration(low: float, high: float) -> Callable[[object], float]:
+    """A parser for a duration key whose accepted range is ``low``…``high`` seconds."""
+
+    def parse(value: object) -> float:
+        seconds = _seconds(value)
+        if not low <= seconds <= high:
+            raise ValueError(f"{shown(value)} is out of range: accepted {format_duration(low)} to "
+                             f"{format_duration(high)}")
+        return seconds
+
+    parse.range = (low, high)  # type: ignore[attr-defined]  # read by the documentation test
+    return parse
+
+
+def parse_duration(value: object) -> float:
+    """Any duration from 0 to 168h (keys with a narrower documented range use :func:`duration`)."""
+    return duration(0.0, 7 * 24 * 3600.0)(value)
+
+
+def integer(low: int, high: int) -> Callable[[object], int]:
+    """A parser for a count key (ASCII digits or a JSON/YAML integer) within ``low``…``high``."""
+
+    def parse(value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = parse_string(value)
+            if not _INTEGER.fullmatch(text) or len(text) > 12:
+                raise ValueError(f"expected a whole number (ASCII digits), got {shown(value)}")
+            number = int(text)
+        if not low <= number <= high:
+            raise ValueError(f"{number} is out of range: accepted {low} to {high}")
+        return number
+
+    parse.range = (low, high)  # type: ignore[attr-defined]
+    return parse
 
 
 def parse_endpoints(value: object) -> tuple[EtcdEndpoint, ...]:
@@ -181,8 +330,8 @@ def parse_endpoints(value: object) -> tuple[EtcdEndpoint, ...]:
         secure = item.startswith("https://")
         rest = re.sub(r"^https?://", "", item).rstrip("/")
         host, sep, port_text = rest.rpartition(":")
-        if not sep or not port_text.isdigit():
-            raise ValueError(f"{item!r} is not host:port or https://host:port")
+        if not sep or not _INTEGER.fullmatch(port_text) or len(port_text) > 5:
+            raise ValueError(f"{shown(item)} is not host:port or https://host:port")
         host = host.strip("[]")
         port = _checked(names.check_port, int(port_text))
         endpoints.append(EtcdEndpoint(_checked(names.check_host, host), port, secure))
@@ -192,7 +341,7 @@ def parse_endpoints(value: object) -> tuple[EtcdEndpoint, ...]:
 def parse_prefix(value: object) -> str:
     text = parse_string(value).rstrip("/")
     if not text.startswith("/") or "//" in text or re.search(r"\s", text):
-        raise ValueError(f"{text!r} must start with '/' and contain no empty segments or spaces")
+        raise ValueError(f"{shown(text)} must start with '/' and contain no empty segments or spaces")
     return text
 
 
@@ -203,8 +352,19 @@ def parse_template(value: object) -> Template:
 def parse_fallback(value: object) -> str:
     text = parse_string(value).lower()
     if text not in ("dns", "none"):
-        raise ValueError(f"expected dns or none, got {text!r}")
+        raise ValueError(f"expected dns or none, got {shown(text)}")
     return text
+
+
+CACHE_SCOPES = ("all", "onDemand")
+
+
+def parse_cache_scope(value: object) -> str:
+    text = parse_string(value)
+    for scope in CACHE_SCOPES:
+        if scope.lower() == text.lower():
+            return scope
+    raise ValueError(f"expected all or onDemand, got {shown(text)}")
 
 
 def parse_policy(value: object) -> PolicyName:
@@ -212,7 +372,14 @@ def parse_policy(value: object) -> PolicyName:
     for policy in PolicyName:
         if policy.value.lower() == text.lower():
             return policy
-    raise ValueError(f"unknown policy {text!r}; expected one of {', '.join(p.value for p in PolicyName)}")
+    raise ValueError(f"unknown policy {shown(text)}; expected one of {', '.join(p.value for p in PolicyName)}")
+
+
+def parse_cluster_cidrs(value: object) -> ClusterCIDRs:
+    """``cluster-1=10.1.0.0/16,cluster-1=fd00:1::/48,cluster-2=hostnames`` (or a list of entries)."""
+    text = ",".join(_string_list(value))
+    cidrs, hostname_clusters = AddressPolicy.parse_cluster_cidrs(text)
+    return ClusterCIDRs(text, cidrs, hostname_clusters)
 
 
 def parse_cluster_list(value: object) -> tuple[str, ...]:
@@ -228,16 +395,19 @@ def parse_weights(value: object) -> Mapping[str, int]:
         for item in _string_list(value):
             cluster_text, sep, weight_text = item.partition("=")
             if not sep:
-                raise ValueError(f"{item!r} is not cluster=weight")
+                raise ValueError(f"{shown(item)} is not cluster=weight")
             pairs.append((cluster_text.strip(), weight_text.strip()))
     weights: dict[str, int] = {}
     for cluster, raw_weight in pairs:
         if not isinstance(cluster, str):
-            raise ValueError(f"cluster name {cluster!r} is not a string")
+            raise ValueError(f"cluster name {shown(cluster)} is not a string")
         name = str(_checked(names.check_label, cluster))
-        weight = int(raw_weight) if isinstance(raw_weight, str) and raw_weight.isdigit() else raw_weight
+        weight = raw_weight
+        if isinstance(raw_weight, str) and _INTEGER.fullmatch(raw_weight) and len(raw_weight) <= 12:
+            weight = int(raw_weight)  # ASCII digits only: "٣" is not 3
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
-            raise ValueError(f"weight of {name!r} must be an integer 0-{MAX_WEIGHT}, got {raw_weight!r}")
+            raise ValueError(f"weight of {name!r} must be an integer 0-{MAX_WEIGHT} (ASCII digits), "
+                             f"got {shown(raw_weight)}")
         weights[name] = weight
     return weights
 
@@ -247,17 +417,16 @@ def parse_policies(value: object) -> Mapping[str, AppPolicy]:
     if isinstance(value, str):
         if not value.strip():
             return {}
-        try:
-            value = json.loads(value)
-        except ValueError as error:
-            raise ValueError(f"not valid JSON: {error}") from None
+        value = load_json(value)
+    else:
+        check_structure(value)
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a JSON object keyed by \"namespace/app\", got {_type_name(value)}")
     policies: dict[str, AppPolicy] = {}
     for app_key, override in value.items():
         namespace, sep, app_id = str(app_key).partition("/")
         if not sep:
-            raise ValueError(f"key {app_key!r} is not \"namespace/app\"")
+            raise ValueError(f"key {shown(app_key)} is not \"namespace/app\"")
         _checked(names.check_label, namespace)
         _checked(names.check_app_id, app_id)
         policies[f"{namespace}/{app_id}"] = _parse_app_policy(app_key, override)
@@ -266,17 +435,17 @@ def parse_policies(value: object) -> Mapping[str, AppPolicy]:
 
 def _parse_app_policy(app_key: str, override: object) -> AppPolicy:
     if not isinstance(override, Mapping):
-        raise ValueError(f"[{app_key!r}] must be an object, got {_type_name(override)}")
+        raise ValueError(f"[{shown(app_key)}] must be an object, got {_type_name(override)}")
     fields: dict[str, Any] = {}
     parsers = {"policy": parse_policy, "clusterWeights": parse_weights, "failoverOrder": parse_cluster_list}
     attributes = {"policy": "policy", "clusterWeights": "cluster_weights", "failoverOrder": "failover_order"}
     for name, raw in override.items():
         if name not in parsers:
-            raise ValueError(f"[{app_key!r}]: unknown key {name!r}; allowed: {', '.join(parsers)}")
+            raise ValueError(f"[{shown(app_key)}]: unknown key {shown(name)}; allowed: {', '.join(parsers)}")
         try:
             fields[attributes[name]] = parsers[name](raw)
         except ValueError as error:
-            raise ValueError(f"[{app_key!r}].{name}: {error}") from None
+            raise ValueError(f"[{shown(app_key)}].{name}: {error}") from None
     return AppPolicy(**fields)
 
 

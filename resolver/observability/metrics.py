@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication as WsgiApp
+
     from prometheus_client.metrics_core import Metric
 
-    from resolver.registry.reader import RegistryReader
+    from resolver.registry.supervised import SupervisedReader
 
 NAMESPACE = "dapr_nr"
 
@@ -52,13 +56,15 @@ def count_resolve(outcome: str, policy: str) -> None:
     if child is None:
         child = _resolve_counters[(outcome, policy)] = RESOLVES.labels(outcome, policy)
     child.inc()
+    if outcome == "fallback":
+        FALLBACK_ANSWERS.labels("component").inc()
 
 
-_readers: weakref.WeakSet[RegistryReader] = weakref.WeakSet()
+_readers: weakref.WeakSet[SupervisedReader] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
-def track_reader(reader: RegistryReader) -> None:
+def track_reader(reader: SupervisedReader) -> None:
     with _lock:
         _readers.add(reader)
 
@@ -97,8 +103,180 @@ def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scr
     if not port:
         return
     try:
-        start_http_server(port, addr=host)
+        _start_http_server(port, host)  # /metrics, /healthz, /readyz (probes block below)
     except OSError as error:
         from resolver.errors import ConfigError
 
         raise ConfigError("--metrics-port", f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+# -- publisher (writer side: convergence, keep-alive stream, identity, address policy, inventory) --
+PUBLISHER_REPAIRS = Counter("publisher_repairs", "Records found missing or different in etcd by the periodic "
+                            "check and put back (or extras deleted)", ["op"], namespace=NAMESPACE)
+KEEPALIVE_RECONNECTS = Counter("publisher_keepalive_reconnects", "Lease keep-alive streams that broke or timed "
+                               "out and were reopened", namespace=NAMESPACE)
+PUBLISHER_REFUSED = Counter("publisher_refused_addresses", "Pod or inventory addresses the address policy "
+                            "refused to publish", ["reason"], namespace=NAMESPACE)
+PUBLISHER_CONFLICTS = Counter("publisher_conflicts", "Times this publisher found its cluster name held by a live "
+                              "publisher of another cluster identity", namespace=NAMESPACE)
+PUBLISHER_OVERSIZE = Counter("publisher_oversize_records", "Records etcd refused as too large, skipped",
+                             namespace=NAMESPACE)
+INVENTORY_LOADS = Counter("publisher_inventory_loads", "Inventory reloads by outcome (applied, kept, "
+                          "unchanged)", ["outcome"], namespace=NAMESPACE)
+
+
+# -- DNS bridge (limits, lookups, TCP connections) --
+DNS_LIMIT_REACHED = Counter("dns_limit_reached", "Times a DNS bridge limit was reached (tcp_connections, "
+                            "tcp_idle, tcp_read, tcp_write, lookup_queue, lookup_timeout, pending)", ["limit"],
+                            namespace=NAMESPACE)
+DNS_LOOKUPS = Counter("dns_lookups", "Host-name and fallback lookups by outcome (ok, nxdomain, failed, timeout, "
+                      "rejected, cached)", ["outcome"], namespace=NAMESPACE)
+DNS_TCP_CONNECTIONS = Gauge("dns_tcp_connections", "Open DNS TCP connections", namespace=NAMESPACE)
+DNS_REFUSED_ADDRESSES = Counter("dns_refused_addresses", "Addresses a host-name endpoint resolved to that the "
+                                "address policy refused to serve", namespace=NAMESPACE)
+
+
+# -- component and configuration (hostile clients, limits, forward-compatible keys) --
+CONFIG_UNKNOWN_KEYS = Counter("config_unknown_keys", "Configuration keys this release does not know, ignored "
+                              "with a warning, by carrier (Init, environment, --set, config)", ["source"],
+                              namespace=NAMESPACE)
+COMPONENT_LIMIT_REACHED = Counter("component_limit_reached", "Calls refused or answered with the fallback because "
+                                  "a process-level limit was full (instances, registries, streams, sync_waits)",
+                                  ["limit"], namespace=NAMESPACE)
+COMPONENT_SLOTS_IN_USE = Gauge("component_slots_in_use", "Slots of a bounded concern in use now (streams, "
+                               "sync_waits, admin)", ["concern"], namespace=NAMESPACE)
+COMPONENT_MALFORMED = Counter("component_malformed_requests", "Requests whose protobuf did not parse "
+                              "(answered INVALID_ARGUMENT)", ["method"], namespace=NAMESPACE)
+
+
+# -- registry readers (untrusted records, liveness, history, reader supervision) --
+RECORDS_SKIPPED = Counter("records_skipped", "Registry records skipped by readers, by reason (invalid: does not "
+                          "parse or disagrees with its key; refused: the address policy refused its address)",
+                          ["reason"], namespace=NAMESPACE)
+READER_FAILURES = Counter("registry_reader_failures", "Unexpected errors in a registry reader loop (each is "
+                          "logged, turns registry health NOT_SERVING and leads to a re-list with backoff)",
+                          namespace=NAMESPACE)
+EVENT_DELAY = Histogram("registry_event_delay_seconds", "From a record's updatedAt (the writer's clock) to the "
+                        "moment a reader applied its watch event", namespace=NAMESPACE,
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+REGISTRY_NEW_HISTORY = Counter("registry_new_history", "Times a reader found etcd holding a new history (a wiped "
+                               "or restored etcd: the registry identity key changed or vanished)",
+                               namespace=NAMESPACE)
+
+
+class _ReaderHealthCollector(Collector):
+    """Per-reader gauges an alert can use for the silent failures."""
+
+    def collect(self) -> Iterator[Metric]:
+        with _lock:
+            readers = list(_readers)
+        lag = GaugeMetricFamily(f"{NAMESPACE}_registry_reader_lag_seconds", "Seconds since the reader last "
+                                "received an event or confirmed progress from etcd", labels=["prefix"])
+        quorum = GaugeMetricFamily(f"{NAMESPACE}_registry_no_quorum", "1 while the reader's etcd member reports "
+                                   "no leader (the last known state is served)", labels=["prefix"])
+        renewal = GaugeMetricFamily(f"{NAMESPACE}_cluster_renewal_age_seconds", "Seconds since a cluster's "
+                                    "publisher heartbeat last advanced", labels=["prefix", "cluster"])
+        withdrawn = GaugeMetricFamily(f"{NAMESPACE}_cluster_withdrawn", "1 while a cluster is left out of "
+                                      "answers because its heartbeat stood still", labels=["prefix", "cluster"])
+        gone = GaugeMetricFamily(f"{NAMESPACE}_cluster_gone", "1 for a cluster that was seen (lastseen key) but "
+                                 "has no live publisher now", labels=["prefix", "cluster"])
+        conflicts = GaugeMetricFamily(f"{NAMESPACE}_cluster_conflicts", "Publishers refused because another "
+                                      "identity holds the cluster name (live conflict markers)",
+                                      labels=["prefix", "cluster"])
+        for reader in readers:
+            prefix = reader.connection.prefix
+            lag.add_metric([prefix], reader.lag_seconds())
+            quorum.add_metric([prefix], 1.0 if reader.no_quorum else 0.0)
+            cache = reader.cache
+            for cluster, age in cache.liveness.renewal_ages().items():
+                renewal.add_metric([prefix, cluster], age)
+                withdrawn.add_metric([prefix, cluster], 1.0 if cluster in cache.withdrawn else 0.0)
+            for cluster in cache.gone_clusters():
+                gone.add_metric([prefix, cluster], 1.0)
+            for cluster, count in cache.conflicts().items():
+                conflicts.add_metric([prefix, cluster], count)
+        yield from (lag, quorum, renewal, withdrawn, gone, conflicts)
+
+
+REGISTRY.register(_ReaderHealthCollector())
+
+
+# -- probes: /healthz and /readyz next to /metrics (operator's view) --
+# Liveness is the process answering, never etcd's reachability: an etcd outage must not make
+# Kubernetes restart publishers (losing their state) or bridges. Readiness fails only until the
+# first sync; afterwards the last known state is served through etcd outages, so it stays
+# ready (latched) — a bridge that turned unready on an outage would blank DNS for its clients.
+FALLBACK_ANSWERS = Counter("fallback_answers", "Answers served from the fallback (template) instead of the "
+                           "registry, by role (component, dns): a silent failure when it grows", ["role"],
+                           namespace=NAMESPACE)
+_readiness: list[Callable[[], bool]] = []
+_ready_latched = threading.Event()
+
+
+def set_readiness(check: Callable[[], bool]) -> None:
+    """Tell ``/readyz`` how this role knows its first sync is done (``dns``: the reader's ``synced``;
+    ``publish``: the first full list written). Without one, ``/readyz`` waits for every tracked
+    registry reader to sync."""
+    _readiness[:] = [check]
+
+
+def _unready_reason() -> str:
+    with _lock:
+        readers = list(_readers)
+    for reader in readers:
+        if not reader.synced:
+            state = "connected" if reader.connected else f"etcd unreachable for {reader.unreachable_for():.0f}s"
+            return f"registry {reader.connection.prefix} never synced ({state})"
+    return "first sync not done yet"
+
+
+def readiness() -> tuple[bool, str]:
+    """``(ready, why not)`` as ``/readyz`` answers it; ready is latched once reached."""
+    if _ready_latched.is_set():
+        return True, "ready"
+    try:
+        if _readiness:
+            ready = bool(_readiness[0]())
+        else:
+            with _lock:  # no reader yet is "not yet", never ready (ready is latched)
+                ready = bool(_readers) and all(reader.synced for reader in _readers)
+    except Exception as error:  # a failing check is "not ready", with the reason, never a 500
+        return False, f"readiness check failed: {type(error).__name__}: {error}"
+    if ready:
+        _ready_latched.set()
+        return True, "ready"
+    return False, _unready_reason()
+
+
+def _probe_app(metrics_app: WsgiApp) -> WsgiApp:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ok\n"]
+        if path == "/readyz":
+            ready, reason = readiness()
+            start_response("200 OK" if ready else "503 Service Unavailable",
+                           [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"{'ready' if ready else 'not ready: ' + reason}\n".encode()]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes and scrapes every few seconds must not fill the log."""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def _start_http_server(port: int, host: str) -> None:
+    """Like prometheus_client's ``start_http_server``, plus ``/healthz`` and ``/readyz``."""
+    from prometheus_client import make_wsgi_app
+
+    server = make_server(host, port, _probe_app(make_wsgi_app(REGISTRY)), _ThreadingServer,
+                         handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()

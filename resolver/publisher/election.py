@@ -25,6 +25,7 @@ from collections.abc import Callable
 from resolver.errors import RegistryError
 from resolver.observability import metrics
 from resolver.registry.gateway import EtcdGateway
+from resolver.registry.keepalive import LeaseKeeper
 from resolver.registry.schema import Keys
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,14 @@ def election_ttl(lease_ttl: float) -> int:
 
 class LeaderElection:
     def __init__(self, gateway: EtcdGateway, cluster: str, lease_ttl: float, identity: str,
-                 on_elected: Callable[[], None], on_lost: Callable[[], None]) -> None:
+                 on_elected: Callable[[], None], on_lost: Callable[[], None], cluster_uid: str = "",
+                 claim_check: Callable[[], BaseException | None] | None = None,
+                 on_refused: Callable[[BaseException], None] | None = None) -> None:
+        self._claim_check = claim_check
+        self._on_refused = on_refused
         self.gateway = gateway
+        self.keeper = LeaseKeeper(gateway)  # a stream of our own: works through etcd grpc-proxy
+        self.cluster_uid = cluster_uid
         self.key = Keys(gateway.connection.prefix).leader(cluster)
         self.ttl = election_ttl(lease_ttl)
         self.identity = identity
@@ -72,6 +79,7 @@ class LeaderElection:
                 log.warning("could not resign leadership (a standby takes over within %ds): %s", self.ttl, error)
             self._lease = None
             metrics.LEADER.set(0)
+        self.keeper.close()
 
     def _run(self) -> None:
         interval = self.ttl / 3
@@ -88,10 +96,20 @@ class LeaderElection:
             self._stop.wait(interval)
 
     def _campaign(self) -> None:
+        problem = self._claim_check() if self._claim_check is not None else None
+        if problem is not None:
+            # Another cluster identity holds our name: campaigning (or waiting silently) is wrong.
+            self._stop.set()
+            if self._on_refused is not None:
+                self._on_refused(problem)
+            return
         if self.gateway.get(self.key) is not None:
             return
         lease = self.gateway.grant(self.ttl)
-        value = json.dumps({"identity": self.identity, "since": time.time()}).encode()
+        claim: dict[str, object] = {"identity": self.identity, "since": time.time()}
+        if self.cluster_uid:
+            claim["clusterUid"] = self.cluster_uid
+        value = json.dumps(claim).encode()
         if not self.gateway.create_if_absent(self.key, value, lease):
             self.gateway.revoke(lease)
             return
@@ -102,7 +120,7 @@ class LeaderElection:
 
     def _renew(self) -> None:
         assert self._lease is not None
-        if self.gateway.keepalive(self._lease) <= 0:
+        if self.keeper.refresh_one(self._lease) <= 0:
             self._lose("the election lease expired")
             return
         self._renewed_at = time.monotonic()

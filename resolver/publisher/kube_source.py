@@ -9,6 +9,12 @@ re-list reconciles: records this cluster has in etcd that the list lacks are del
 Pods are read as raw JSON (``_preload_content=False``): building the client's models is the
 bottleneck on big lists (see bench/publisher_sync.py). Nodes are watched the same way for
 their zone label; without permission to read nodes, zones stay empty and pods still publish.
+
+A watch whose connection goes silent (half-open TCP after a partition: no data, no FIN) is
+noticed by a read timeout just above the API server's bookmark interval
+(:data:`WATCH_SILENCE_SECONDS`; the server sends a bookmark about once a minute to watchers
+that asked for them), then resumed from the last resourceVersion seen — not after the whole
+watch timeout. Failures are logged once, then throttled (first, tenth, every fiftieth).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -27,14 +34,17 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from resolver.errors import ResolverError
 from resolver.observability import metrics
-from resolver.publisher.pods import SIDECAR_SELECTOR, ZONE_LABEL, PodEndpoint, pod_endpoint
+from resolver.publisher.pods import SIDECAR_SELECTOR, ZONE_LABEL, PodEndpoint, pod_endpoint, refusal_code
 from resolver.publisher.publication import Publication
+from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
 from resolver.registry.retry import attempt_log_level
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
 WATCH_SECONDS = 300
+WATCH_SILENCE_SECONDS = 90.0
+"""Read timeout of a watch stream: just above the API server's ~60 s bookmark interval."""
 CONNECT_TIMEOUT = 5.0
 LIST_READ_TIMEOUT = 60.0
 NODES_FIRST_WAIT = 5.0
@@ -71,11 +81,14 @@ class _Reflector:
     kind = "object"
     retry_forbidden = True  # pods: wait for RBAC to be fixed; nodes: give up, zones stay empty
 
-    def __init__(self, list_call: Callable[..., Any], stop: threading.Event, label_selector: str = "") -> None:
+    def __init__(self, list_call: Callable[..., Any], stop: threading.Event, label_selector: str = "",
+                 silence: float | None = None) -> None:
         self._list_call = list_call
         self._selector = label_selector
         self._stop = stop
+        self.silence = silence if silence is not None else WATCH_SILENCE_SECONDS
         self.relists = 0
+        self.resumes = 0
 
     def _request(self, **params: Any) -> Any:
         if self._selector:
@@ -104,7 +117,7 @@ class _Reflector:
         try:
             response = self._request(watch=True, resource_version=version, allow_watch_bookmarks=True,
                                      timeout_seconds=WATCH_SECONDS,
-                                     _request_timeout=(CONNECT_TIMEOUT, WATCH_SECONDS + 30))
+                                     _request_timeout=(CONNECT_TIMEOUT, self.silence))
         except Exception as error:
             raise _translate(error, f"watch {self.kind}s") from None
         try:
@@ -140,15 +153,26 @@ class _Reflector:
         """List, watch, resume, re-list on 410 — until stopped. Never raises."""
         version = ""
         failures = 0
+        failing_since = 0.0
+
+        def recovered(how: str) -> None:
+            nonlocal failures
+            if failures:
+                log.info("API server answers %s requests again after %.0fs (%d failed attempts); %s", self.kind,
+                         time.monotonic() - failing_since, failures, how)
+                failures = 0
+
         while not self._stop.is_set():
             try:
                 if not version:
                     version, items = self.list_all()
                     self.relists += 1
                     metrics.RELISTS_KUBE.inc()
+                    recovered("re-listed")
                     self.on_list(items)
                     log.info("listed %d %ss at resourceVersion %s", len(items), self.kind, version)
                 for kind, obj in self.watch(version):
+                    recovered(f"resumed the watch from resourceVersion {version}")
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                     if kind != "BOOKMARK":
                         self.on_event(kind, obj)
@@ -159,12 +183,15 @@ class _Reflector:
             except Forbidden:
                 if not self.retry_forbidden:
                     raise
+                failing_since = failing_since if failures else time.monotonic()
                 failures += 1
                 log.log(logging.ERROR if failures in (1, 10) or failures % 50 == 0 else logging.DEBUG,
                         "not allowed to list/watch %ss (grant get/list/watch on %ss to this service account); "
                         "retrying in 5s", self.kind, self.kind)
                 self._stop.wait(5.0)
             except KubeError as error:
+                self.resumes += 1 if version else 0
+                failing_since = failing_since if failures else time.monotonic()
                 failures += 1
                 delay = min(5.0, 0.1 * 2 ** min(failures, 6))
                 log.log(attempt_log_level(failures), "%s (attempt %d); retrying in %.1fs from resourceVersion %s",
@@ -176,30 +203,37 @@ class PodReflector(_Reflector):
     kind = "pod"
 
     def __init__(self, list_call: Callable[..., Any], stop: threading.Event, publication: Publication,
-                 cluster: str, zones: Mapping[str, str], scope: str) -> None:
-        super().__init__(list_call, stop, SIDECAR_SELECTOR)
+                 cluster: str, zones: Mapping[str, str], scope: str, policy: AddressPolicy = DEFAULT_POLICY,
+                 silence: float | None = None) -> None:
+        super().__init__(list_call, stop, SIDECAR_SELECTOR, silence)
         self._publication = publication
         self._cluster = cluster
         self._zones = zones
         self._scope = scope
+        self._policy = policy
         self._lock = threading.Lock()
         self._pods: dict[tuple[str, str], PodEndpoint] = {}
-        self._reported: dict[tuple[str, str], str] = {}
+        self._reported: dict[tuple[str, str], tuple[str, tuple[tuple[str, str], ...]]] = {}
 
     def _evaluate(self, pod: Mapping[str, Any]) -> PodEndpoint:
-        found = pod_endpoint(pod, self._cluster, self._zones)
+        found = pod_endpoint(pod, self._cluster, self._zones, self._policy)
         pod_id = (found.namespace, found.name)
-        if found.code and self._reported.get(pod_id) != found.reason:
-            log.warning("skipping pod %s/%s: %s", found.namespace or "?", found.name or "?", found.reason)
-            metrics.PUBLISHER_SKIPPED.labels(found.code).inc()
-        self._reported[pod_id] = found.reason
+        report = (found.reason, found.refused)
+        if self._reported.get(pod_id) != report:
+            if found.code:
+                log.warning("skipping pod %s/%s: %s", found.namespace or "?", found.name or "?", found.reason)
+                metrics.PUBLISHER_SKIPPED.labels(found.code).inc()
+            for address, why in found.refused:
+                log.warning("pod %s/%s: address %s not published: %s", found.namespace, found.name, address, why)
+                metrics.PUBLISHER_REFUSED.labels(refusal_code(why)).inc()
+        self._reported[pod_id] = report
         return found
 
     def on_list(self, items: list[Mapping[str, Any]]) -> None:
         with self._lock:
-            self._reported.clear()
+            self._reported = {k: v for k, v in self._reported.items() if v[0] or v[1]}
             self._pods = {(p.namespace, p.name): p for p in map(self._evaluate, items)}
-            records = [p.record for p in self._pods.values() if p.record is not None]
+            records = [r for p in self._pods.values() for r in p.records]
         self._publication.replace(records, self._scope)
 
     def on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
@@ -211,24 +245,26 @@ class PodReflector(_Reflector):
                 self._pods[pod_id] = found
             else:
                 self._reported.pop(pod_id, None)
-                found = dataclasses.replace(found, record=None)
+                found = dataclasses.replace(found, records=())
         self._apply(previous, found)
 
     def _apply(self, previous: PodEndpoint | None, current: PodEndpoint) -> None:
         keys = self._publication.keys
-        old_key = previous.record.key(keys) if previous and previous.record else None
-        new_key = current.record.key(keys) if current.record else None
-        if old_key and old_key != new_key:
-            self._publication.remove(old_key, self._scope)
-        if current.record is not None and (previous is None or previous.record != current.record):
-            self._publication.upsert(current.record, self._scope)
+        old = {r.key(keys): r for r in (previous.records if previous else ())}
+        new = {r.key(keys): r for r in current.records}
+        for key in old.keys() - new.keys():
+            self._publication.remove(key, self._scope)
+        for key, record in new.items():
+            if old.get(key) != record:
+                self._publication.upsert(record, self._scope)
 
     def rezone(self, node: str) -> None:
         """A node's zone changed: republish its pods with the new zone."""
+        zone = self._zones.get(node, "")
         with self._lock:
-            changed = [(pod, dataclasses.replace(pod, record=dataclasses.replace(
-                pod.record, zone=self._zones.get(node, ""))))
-                for pod in self._pods.values() if pod.node == node and pod.record is not None]
+            changed = [(pod, dataclasses.replace(pod, records=tuple(
+                dataclasses.replace(record, zone=zone) for record in pod.records)))
+                for pod in self._pods.values() if pod.node == node and pod.records]
             for _, updated in changed:
                 self._pods[(updated.namespace, updated.name)] = updated
         for previous, updated in changed:
@@ -240,8 +276,8 @@ class NodeReflector(_Reflector):
     retry_forbidden = False
 
     def __init__(self, list_call: Callable[..., Any], stop: threading.Event, zones: dict[str, str],
-                 on_zone_change: Callable[[str], None]) -> None:
-        super().__init__(list_call, stop)
+                 on_zone_change: Callable[[str], None], silence: float | None = None) -> None:
+        super().__init__(list_call, stop, silence=silence)
         self._zones = zones
         self._on_zone_change = on_zone_change
         self.listed = threading.Event()  # set after the first list, or when nodes cannot be read
@@ -276,18 +312,20 @@ class KubernetesSource:
     """Pods (all namespaces, or each listed one) and nodes → a :class:`Publication`."""
 
     def __init__(self, api_client: k8s.ApiClient, cluster: str, namespaces: list[str],
-                 publication: Publication) -> None:
+                 publication: Publication, policy: AddressPolicy = DEFAULT_POLICY,
+                 silence: float | None = None) -> None:
         self._core = k8s.CoreV1Api(api_client)
         self._stop = threading.Event()
         self._zones: dict[str, str] = {}
         self.pods = [
-            PodReflector(self._core.list_pod_for_all_namespaces, self._stop, publication, cluster, self._zones, "")
+            PodReflector(self._core.list_pod_for_all_namespaces, self._stop, publication, cluster, self._zones, "",
+                         policy, silence)
         ] if not namespaces else [
             PodReflector(lambda ns=ns, **kw: self._core.list_namespaced_pod(ns, **kw), self._stop, publication,
-                         cluster, self._zones, ns)
+                         cluster, self._zones, ns, policy, silence)
             for ns in namespaces
         ]
-        self.nodes = NodeReflector(self._core.list_node, self._stop, self._zones, self._rezone)
+        self.nodes = NodeReflector(self._core.list_node, self._stop, self._zones, self._rezone, silence)
         self._threads: list[threading.Thread] = []
 
     def _rezone(self, node: str) -> None:

@@ -4,7 +4,12 @@
 * app id: label ``dapr.io/app-id``, else the annotation of the same name;
 * port: the ``daprd`` container's port named ``dapr-internal``, else annotation
   ``dapr.io/internal-grpc-port``, else 50002;
-* address: ``status.podIP``; published while the pod is Ready and not terminating;
+* address: every entry of ``status.podIPs`` (dual-stack pods publish one record per family;
+  the first keeps the pod name as its instance, later ones get a ``-v4``/``-v6`` suffix so
+  instance names stay unique per address and single-stack records keep their old name),
+  else ``status.podIP``; published while the pod is Ready and not terminating;
+* addresses the address policy refuses (loopback, link-local, metadata, outside the
+  cluster's ``clusterCIDRs`` …) are not published; the reason is logged and counted;
 * annotation ``nameresolution.dapr.io/export: "false"`` opts a pod out;
 * zone: the node's ``topology.kubernetes.io/zone`` label (empty without node permissions).
 
@@ -15,11 +20,13 @@ is skipped with a reason that is logged and counted.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from resolver.errors import ValidationError
+from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
 from resolver.registry.schema import EndpointRecord
 
 SIDECAR_SELECTOR = "dapr.io/sidecar-injected=true"
@@ -43,9 +50,46 @@ class PodEndpoint:
     namespace: str
     name: str
     node: str
-    record: EndpointRecord | None
+    records: tuple[EndpointRecord, ...]
     reason: str = ""
     code: str = ""  # short, for the skip counter's label; set only for data errors
+    refused: tuple[tuple[str, str], ...] = ()  # (address, why) the address policy refused
+
+    @property
+    def record(self) -> EndpointRecord | None:
+        """The first family's record (the pod's name as instance), if any."""
+        return self.records[0] if self.records else None
+
+
+def refusal_code(why: str) -> str:
+    """A short, bounded label for the refused-address counter."""
+    if "clusterCIDRs" in why:
+        return "outside_cluster_cidrs" if "outside" in why else "hostname_not_allowed"
+    return "address_class"
+
+
+def _pod_addresses(status: Mapping[str, Any]) -> list[str]:
+    """``status.podIPs`` in order (dual-stack), else ``[status.podIP]``; duplicates dropped."""
+    found: list[str] = []
+    entries = status.get("podIPs")
+    for entry in entries if isinstance(entries, list) else []:
+        ip = entry.get("ip") if isinstance(entry, Mapping) else None
+        if isinstance(ip, str) and ip and ip not in found:
+            found.append(ip)
+    single = status.get("podIP")
+    if not found and isinstance(single, str) and single:
+        found.append(single)
+    return found
+
+
+def _instance(name: str, position: int, address: str) -> str:
+    if position == 0:
+        return name
+    try:
+        family = ipaddress.ip_address(address).version
+    except ValueError:
+        return f"{name}-{position}"
+    return f"{name}-v{family}"
 
 
 def _dict(value: Any) -> Mapping[str, Any]:
@@ -77,7 +121,8 @@ def _internal_port(spec: Mapping[str, Any], annotations: Mapping[str, Any]) -> i
     return int(text) if text.isdigit() else f"annotation {PORT_ANNOTATION}={annotated!r} is not a port"
 
 
-def pod_endpoint(pod: Mapping[str, Any], cluster: str, zones: Mapping[str, str]) -> PodEndpoint:
+def pod_endpoint(pod: Mapping[str, Any], cluster: str, zones: Mapping[str, str],
+                 policy: AddressPolicy = DEFAULT_POLICY) -> PodEndpoint:
     """Evaluate one pod; never raises for bad data (the reason says what was wrong)."""
     metadata = _dict(pod.get("metadata"))
     spec, status = _dict(pod.get("spec")), _dict(pod.get("status"))
@@ -85,8 +130,8 @@ def pod_endpoint(pod: Mapping[str, Any], cluster: str, zones: Mapping[str, str])
     namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
     node = str(spec.get("nodeName") or "")
 
-    def skip(reason: str, code: str = "") -> PodEndpoint:
-        return PodEndpoint(namespace, name, node, None, reason, code)
+    def skip(reason: str, code: str = "", refused: tuple[tuple[str, str], ...] = ()) -> PodEndpoint:
+        return PodEndpoint(namespace, name, node, (), reason, code, refused)
 
     if str(annotations.get(EXPORT_ANNOTATION, "")).strip().lower() == "false":
         return skip("opted out")
@@ -94,8 +139,8 @@ def pod_endpoint(pod: Mapping[str, Any], cluster: str, zones: Mapping[str, str])
         return skip("terminating")
     if not _ready(status):
         return skip("not ready")
-    address = status.get("podIP")
-    if not address or not isinstance(address, str):
+    addresses = _pod_addresses(status)
+    if not addresses:
         return skip("no pod IP", "no_ip")
     app_id = labels.get(APP_ID_KEY) or annotations.get(APP_ID_KEY)
     if not isinstance(app_id, str) or not app_id:
@@ -103,9 +148,24 @@ def pod_endpoint(pod: Mapping[str, Any], cluster: str, zones: Mapping[str, str])
     port = _internal_port(spec, annotations)
     if isinstance(port, str):
         return skip(port, "bad_port")
-    try:
-        record = EndpointRecord(app_id=app_id, namespace=namespace, cluster=cluster, instance=name,
-                                address=address, port=port, node=node, zone=zones.get(node, "")).validate()
-    except ValidationError as error:
-        return skip(f"invalid {error.field}: {error.message}", f"invalid_{error.field.lower()}")
-    return PodEndpoint(namespace, name, node, record)
+    records: list[EndpointRecord] = []
+    refused: list[tuple[str, str]] = []
+    for position, address in enumerate(addresses):
+        try:
+            record = EndpointRecord(app_id=app_id, namespace=namespace, cluster=cluster,
+                                    instance=_instance(name, position, address), address=address, port=port,
+                                    node=node, zone=zones.get(node, "")).validate()
+        except ValidationError as error:
+            if position == 0 or error.field != "address":
+                return skip(f"invalid {error.field}: {error.message}", f"invalid_{error.field.lower()}")
+            refused.append((address, error.message))
+            continue
+        why = policy.host_refusal(cluster, address)
+        if why is not None:
+            refused.append((address, why))
+            continue
+        records.append(record)
+    if not records:
+        return skip("address refused by the address policy: " + "; ".join(f"{a}: {w}" for a, w in refused),
+                    "", tuple(refused))
+    return PodEndpoint(namespace, name, node, tuple(records), refused=tuple(refused))

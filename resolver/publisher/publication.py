@@ -15,17 +15,25 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
+from resolver.errors import InvalidRecord, RegistryError, RegistryUnavailable
+from resolver.publisher.identity import find_conflict
 from resolver.registry.gateway import EtcdGateway
+from resolver.registry.identity import ensure_identity
+from resolver.registry.presence import ClusterPresence
 from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
-from resolver.registry.writer import RegistryWriter
+from resolver.registry.writer import VERIFY_INTERVAL, RegistryWriter
 
 log = logging.getLogger(__name__)
 
 
 class Publication:
     def __init__(self, gateway: EtcdGateway, cluster: str, lease_ttl: float, info: ClusterInfo,
-                 scopes: Iterable[str] = ("",)) -> None:
+                 scopes: Iterable[str] = ("",), *, cluster_uid: str = "", verify_interval: float = VERIFY_INTERVAL,
+                 on_refused: Callable[[BaseException], None] | None = None) -> None:
         self.gateway = gateway
+        self.cluster_uid = cluster_uid
+        self.verify_interval = verify_interval
+        self.on_refused = on_refused
         self.cluster = cluster
         self.keys = Keys(gateway.connection.prefix)
         self.lease_ttl = lease_ttl
@@ -52,6 +60,30 @@ class Publication:
         if writer is not None and listed:
             writer.replace(everything)
 
+    def update(self, records: Iterable[EndpointRecord], scope: str = "") -> None:
+        """A complete list for ``scope``, handed to the writer as *changes* (no re-list of etcd).
+
+        For sources that re-read a whole list often (an inventory file): a one-entry edit in a
+        10,000-entry inventory becomes one put instead of a reconcile of the cluster's range.
+        The first list of a scope still goes through :meth:`replace`.
+        """
+        fresh = {record.key(self.keys): record for record in records}
+        with self._lock:
+            old = self._by_scope.get(scope)
+            if old is not None:
+                self._by_scope[scope] = fresh
+            writer, listed = self._writer, self.listed
+        if old is None:
+            self.replace(fresh.values(), scope)
+            return
+        if writer is None or not listed:
+            return
+        for key in old.keys() - fresh.keys():
+            writer.remove(key)
+        for key, record in fresh.items():
+            if old.get(key) != record:
+                writer.upsert(record)
+
     def upsert(self, record: EndpointRecord, scope: str = "") -> None:
         key = record.key(self.keys)
         with self._lock:
@@ -74,13 +106,44 @@ class Publication:
         with self._lock:
             if self._writer is not None:
                 return
-            writer = self._writer = RegistryWriter(self.gateway, self.cluster, self.lease_ttl, info=self.info,
-                                                   on_synced=self.on_synced)
+            presence = ClusterPresence(self.gateway, self.cluster, self.cluster_uid, self.info.publisher,
+                                       self.lease_ttl)
+            writer = self._writer = RegistryWriter(
+                self.gateway, self.cluster, self.lease_ttl, info=self.info, on_synced=self.on_synced,
+                verify_interval=self.verify_interval, presence=presence, claim_check=self._claim_check,
+                on_refused=self.on_refused)
             everything = [r for s in self._by_scope.values() for r in s.values()] if self.listed else None
         if everything is not None:
             writer.replace(everything)
         writer.start()
         log.info("publishing cluster %s (%d records known)", self.cluster, len(everything or ()))
+
+    def _claim_check(self) -> BaseException | None:
+        """Before the first write: our claim on the cluster name, and the registry's identity."""
+        problem = find_conflict(self.gateway, self.cluster, self.cluster_uid)
+        if problem is None:
+            self._ensure_registry_identity()
+        return problem
+
+    def _ensure_registry_identity(self) -> None:
+        """Without RBAC a publisher creates the registry identity if absent (``registry init`` does it
+        otherwise); with RBAC a publisher may not write outside its cluster's ranges, which is fine."""
+        try:
+            _, created = ensure_identity(self.gateway, self.keys)
+        except InvalidRecord as error:
+            log.warning("registry identity: %s", error)
+            return
+        except RegistryError as error:
+            if isinstance(error, RegistryUnavailable):
+                raise
+            log.debug("not creating the registry identity (no permission; 'registry init' does): %s", error)
+            return
+        if created:
+            log.info("created the registry identity %s (no 'registry init' had run)", self.keys.identity())
+
+    @property
+    def writer(self) -> RegistryWriter | None:
+        return self._writer
 
     def step_down(self, withdraw: bool = False) -> None:
         """Stop writing. Without ``withdraw`` our records stay until their leases expire."""

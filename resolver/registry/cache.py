@@ -233,6 +233,11 @@ class RegistryCache:
                     counts[cluster] = counts.get(cluster, 0) + len(instances)
         return counts
 
+    def app_keys(self) -> list[AppKey]:
+        """Every ``(namespace, app_id)`` the cache holds (the DNS bridge's case-insensitive index)."""
+        with self._lock:
+            return list(self._apps)
+
     def app_count(self) -> int:
         return len(self._apps)
 

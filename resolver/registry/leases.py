@@ -3,6 +3,15 @@
 etcd slows down as the number of keys attached to one lease grows (every expiry or revoke
 deletes them in one go), so a large cluster's records are spread over several leases. The
 pool only does bookkeeping and the etcd calls; the writer decides when to call it.
+
+Keep-alives go over one long-lived stream (:class:`~resolver.registry.keepalive.LeaseKeeper`),
+all due leases in one round trip — this is what works through ``etcd grpc-proxy``.
+
+*Adopted* leases are a predecessor's (the previous process of this same cluster, found on
+this cluster's own records at start-up): the pool keeps them alive too, until the writer's
+first full sync has moved every record onto its own leases, so a restart never opens a gap
+however long the new process takes to read its source. Only leases found on this cluster's
+own records are ever adopted — never another cluster's.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from dataclasses import dataclass, field
 
 from resolver.observability import metrics
 from resolver.registry.gateway import EtcdGateway
+from resolver.registry.keepalive import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +37,30 @@ class Lease:
 
 
 class LeasePool:
-    def __init__(self, gateway: EtcdGateway, ttl: float, keys_per_lease: int = KEYS_PER_LEASE) -> None:
+    def __init__(self, gateway: EtcdGateway, ttl: float, keys_per_lease: int = KEYS_PER_LEASE,
+                 keeper: LeaseKeeper | None = None) -> None:
         self.gateway = gateway
         self.ttl = max(1, round(ttl))
         self.keys_per_lease = keys_per_lease
+        self.keeper = keeper or LeaseKeeper(gateway)
         self._leases: dict[int, Lease] = {}
         self._lease_of: dict[str, int] = {}
+        self._adopted: dict[int, float] = {}  # predecessor lease id -> last refresh (monotonic)
+
+    def adopt(self, lease_ids: set[int]) -> None:
+        """Keep a predecessor's leases alive until :meth:`release_adopted` (first sync written)."""
+        for lease_id in lease_ids - set(self._leases) - {0}:
+            self._adopted.setdefault(lease_id, 0.0)
+
+    def release_adopted(self) -> int:
+        """Stop refreshing adopted leases: they expire within one TTL (their keys are ours now)."""
+        count = len(self._adopted)
+        self._adopted.clear()
+        return count
+
+    @property
+    def adopted(self) -> set[int]:
+        return set(self._adopted)
 
     def lease_of(self, key: str) -> int | None:
         return self._lease_of.get(key)
@@ -61,21 +89,35 @@ class LeasePool:
         return lease
 
     def next_due(self) -> float:
-        if not self._leases:
+        times = [lease.refreshed_at for lease in self._leases.values()] + list(self._adopted.values())
+        if not times:
             return float("inf")
-        return min(lease.refreshed_at for lease in self._leases.values()) + self.ttl / 3
+        return min(times) + self.ttl / 3
 
     def keepalive(self, only_due: bool = True) -> list[set[str]]:
-        """Refresh leases; forget the ones etcd no longer has and return their keys (to re-put)."""
+        """Refresh leases in one round trip; forget the ones etcd no longer has and return their keys."""
         now = time.monotonic()
+        due = [lease for lease in self._leases.values() if not only_due or now - lease.refreshed_at >= self.ttl / 3]
+        adopted = [i for i, at in self._adopted.items() if not only_due or now - at >= self.ttl / 3]
+        if not due and not adopted:
+            return []
+        before = self.keeper.reconnects
+        try:
+            answers = self.keeper.refresh([lease.id for lease in due] + adopted)
+        finally:
+            if self.keeper.reconnects > before:
+                metrics.KEEPALIVE_RECONNECTS.inc(self.keeper.reconnects - before)
+        metrics.LEASE_RENEWALS.inc(len(answers))
+        refreshed = time.monotonic()
+        for lease_id in adopted:
+            if answers.get(lease_id, 0) > 0:
+                self._adopted[lease_id] = refreshed
+            else:
+                self._adopted.pop(lease_id, None)  # the predecessor revoked it or it expired: nothing to keep
         lost: list[set[str]] = []
-        for lease in list(self._leases.values()):
-            if only_due and now - lease.refreshed_at < self.ttl / 3:
-                continue
-            remaining = self.gateway.keepalive(lease.id)
-            metrics.LEASE_RENEWALS.inc()
-            if remaining > 0:
-                lease.refreshed_at = time.monotonic()
+        for lease in due:
+            if answers.get(lease.id, 0) > 0:
+                lease.refreshed_at = refreshed
                 continue
             metrics.LEASE_LOSSES.inc()
             log.warning("lease %x is gone (expired or revoked): re-registering its %d keys on a new lease",
@@ -96,8 +138,12 @@ class LeasePool:
         for lease_id in list(self._leases):
             self.gateway.revoke(lease_id)
             self.forget(lease_id)
+        self._adopted.clear()
+        self.keeper.close()
 
     def abandon(self) -> None:
         """Stop tracking every lease without revoking: their keys expire after one TTL."""
         self._leases.clear()
         self._lease_of.clear()
+        self._adopted.clear()
+        self.keeper.close()

@@ -88,6 +88,11 @@ class OnDemandReader(SupervisedReader):
 
     # -- following apps -------------------------------------------------------------------
 
+    def is_following(self, namespace: str, app_id: str) -> bool:
+        """True when the app's records are in the cache (a resolve needs no etcd read)."""
+        followed = self._apps.get((namespace, app_id))
+        return followed is not None and followed.ready.is_set()
+
     def ready_for(self, namespace: str, app_id: str, initial_sync_wait: float) -> bool:
         """The resolver's entry point: follow the app, waiting at most ``initial_sync_wait``."""
         return self.follow(namespace, app_id, initial_sync_wait)

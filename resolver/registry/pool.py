@@ -14,6 +14,7 @@ from resolver.config import EtcdConnection
 from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
 from resolver.registry.ondemand import OnDemandReader
 from resolver.registry.reader import RegistryReader
+from resolver.registry.supervised import SupervisedReader
 
 Reader = RegistryReader | OnDemandReader
 _Key = tuple[EtcdConnection, AddressPolicy, str]
@@ -48,7 +49,7 @@ class ReaderPool:
             self._readers[key] = (reader, count + 1)
             return reader
 
-    def release(self, reader: Reader) -> None:
+    def release(self, reader: SupervisedReader) -> None:
         key = (reader.connection, reader.cache.policy, "onDemand" if isinstance(reader, OnDemandReader) else "all")
         with self._lock:
             entry = self._readers.get(key)

@@ -9,6 +9,7 @@ Keys::
     {prefix}/clusters/{cluster}/heartbeat                   -> Heartbeat JSON (owner's lease)
     {prefix}/clusters/{cluster}/lastseen                    -> LastSeen JSON (no lease)
     {prefix}/clusters/{cluster}/conflict/{clusterUid}       -> ConflictMarker JSON (short lease)
+    {prefix}/clusters/{cluster}/members/{instance}          -> a self-registered sidecar's marker (its lease)
 
 Cluster first, so each cluster owns one contiguous range that etcd RBAC can grant to that
 cluster's publisher alone. Every range prefix ends in ``/`` so ``cluster-1`` never matches
@@ -108,6 +109,10 @@ class Keys:
 
     def heartbeat(self, cluster: str) -> str:
         return f"{self.cluster_meta(cluster)}heartbeat"
+
+    def member(self, cluster: str, instance: str) -> str:
+        """A self-registered sidecar's announcement of its cluster (for readers that follow clusters/)."""
+        return f"{self.cluster_meta(cluster)}members/{names.check_subdomain(instance, 'instance')}"
 
     def lastseen(self, cluster: str) -> str:
         return f"{self.cluster_meta(cluster)}lastseen"

@@ -121,6 +121,10 @@ class SupervisedReader:
 
     # -- what a scope implements ----------------------------------------------------------
 
+    def ready_for(self, namespace: str, app_id: str, initial_sync_wait: float) -> bool:
+        """Wait (bounded) until a resolve of ``namespace/app_id`` can be answered from the cache."""
+        raise NotImplementedError
+
     def _connect(self) -> None:
         """List, or resume when etcd is still the same history; raise RegistryError when unreachable."""
         raise NotImplementedError

@@ -14,11 +14,21 @@ one thread makes it so:
 * keeps its leases alive at TTL/3; a lost lease (expired during an outage, or revoked) puts
   its keys back on a new lease with no manual step;
 * while etcd is unreachable it keeps the desired state in memory and retries with capped
-  exponential backoff and jitter (tenacity), converging when etcd returns.
+  exponential backoff and jitter (tenacity), converging when etcd returns;
+* converges on etcd, not on its memory: every ``verify_interval`` (and after every failed
+  attempt, i.e. on reconnect) it compares what it wants with what etcd has and re-puts what is
+  missing, different or on a lease that is not ours (a record deleted by hand, by a second
+  publisher, by a restore comes back within one interval);
+* a record etcd refuses as too large is isolated by splitting the transaction, skipped,
+  counted and reported — the rest is written (one bad entry never freezes a publication);
+* as a cluster's publisher (``info`` given) it keeps its predecessor's leases alive until its
+  own first sync is written (:meth:`LeasePool.adopt`), and writes the heartbeat and
+  ``lastseen`` keys (:mod:`resolver.registry.presence`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,19 +38,32 @@ from resolver.errors import LeaseNotFound, RegistryError
 from resolver.observability import metrics
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.leases import KEYS_PER_LEASE, LeasePool
+from resolver.registry.presence import ClusterPresence
+from resolver.registry.range_reads import get_with_lease, record_leases, same_record, too_large
 from resolver.registry.retry import attempt_log_level, retry_until_stopped
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
+from resolver.registry.schema import MAX_RECORD_BYTES, ClusterInfo, EndpointRecord, Keys
 
 log = logging.getLogger(__name__)
 
 INFO_MIN_INTERVAL = 5.0
 """The info key's endpoint count is refreshed at most this often (steady state = keep-alives only)."""
+COMMIT_CHUNK = 1024
+"""Puts per step of a large commit; leases are kept alive between steps."""
+VERIFY_INTERVAL = 30.0
+"""How often etcd is compared with the desired state (a list of the cluster's own range)."""
+
+ClaimCheck = Callable[[], BaseException | None]
+"""Returns an error when this writer must not touch the cluster (another identity holds it)."""
 
 
 class RegistryWriter:
     def __init__(self, gateway: EtcdGateway, cluster: str, lease_ttl: float, *,
                  owns_range: bool = True, info: ClusterInfo | None = None,
-                 keys_per_lease: int = KEYS_PER_LEASE, on_synced: Callable[[], None] | None = None) -> None:
+                 keys_per_lease: int = KEYS_PER_LEASE, on_synced: Callable[[], None] | None = None,
+                 verify_interval: float = VERIFY_INTERVAL, presence: ClusterPresence | None = None,
+                 claim_check: ClaimCheck | None = None,
+                 on_refused: Callable[[BaseException], None] | None = None,
+                 member: tuple[str, bytes] | None = None) -> None:
         self.gateway = gateway
         self.keys = Keys(gateway.connection.prefix)
         self.cluster = cluster
@@ -50,6 +73,8 @@ class RegistryWriter:
         self._info_key = self.keys.info(cluster)
         self._info_written: ClusterInfo | None = None
         self._info_written_at = 0.0
+        self._member = member  # a self-registered sidecar's clusters/{cluster}/members/{instance} marker
+        self._member_written = False
         self._on_synced = on_synced
         self._desired: dict[str, EndpointRecord] = {}
         self._written: dict[str, EndpointRecord] = {}
@@ -59,6 +84,15 @@ class RegistryWriter:
         self._stop = threading.Event()
         self.synced_at = 0.0
         self._announced = False
+        self.verify_interval = verify_interval
+        self._verify_at = float("inf")  # monotonic time of the next check against etcd (-1: at once)
+        self._presence = presence
+        self._claim_check = claim_check
+        self._claim_checked = claim_check is None
+        self._on_refused = on_refused
+        self.refused: BaseException | None = None
+        self._adopting = owns_range and info is not None
+        self._oversize: dict[str, EndpointRecord] = {}
         self._thread = threading.Thread(target=self._run, name=f"registry-writer {cluster}", daemon=True)
         self._retrying = retry_until_stopped(self._stop, self._log_retry)
 
@@ -99,6 +133,8 @@ class RegistryWriter:
         self._thread.join(timeout)
         if withdraw:
             try:
+                if self._presence is not None and self.refused is None:
+                    self._presence.lastseen(len(self._written), reason="withdrawn")
                 self.leases.revoke_all()
                 log.info("withdrew %d records of cluster %s", len(self._written), self.cluster)
             except RegistryError as error:
@@ -110,6 +146,7 @@ class RegistryWriter:
 
     def _log_retry(self, attempt: int, delay: float, error: BaseException | None) -> None:
         metrics.ETCD_ERRORS.labels("write").inc()
+        self._verify_at = -1.0 if self.synced_at else self._verify_at  # check etcd once it answers again
         log.log(attempt_log_level(attempt), "registry write for cluster %s failed (attempt %d, %d records "
                 "pending, retrying in %.1fs): %s", self.cluster, attempt, len(self._desired), delay, error)
 
@@ -129,6 +166,12 @@ class RegistryWriter:
 
     def _step(self) -> None:
         """One pass: keep leases alive, then write what changed. Raises to get a retry."""
+        if not self._claim_checked:
+            self._check_claim()
+            if self.refused is not None:
+                return
+        if self._adopting:
+            self._adopt_predecessor()
         try:
             for keys in self.leases.keepalive(only_due=True):
                 self._requeue(keys)
@@ -137,9 +180,9 @@ class RegistryWriter:
                 dirty, self._dirty = self._dirty, set()
                 everything = dict(self._desired) if reconcile else {}
                 changes = {} if reconcile else {key: self._desired.get(key) for key in dirty}
-            if self._info_written is None:
-                self._write_info()  # first, so the cluster is announced (unsynced) before its records
             try:
+                if self._info_written is None:
+                    self._write_info()  # first, so the cluster is announced (unsynced) before its records
                 if reconcile:
                     self._write_all(everything)
                 else:
@@ -150,7 +193,10 @@ class RegistryWriter:
                     self._dirty |= dirty
                 raise
             self._write_info()
+            self._tick_presence()
             self._announce_synced()
+            if self.synced_at and time.monotonic() >= self._verify_at:
+                self._verify()
         except LeaseNotFound:
             for keys in self.leases.keepalive(only_due=False):
                 self._requeue(keys)
@@ -161,8 +207,82 @@ class RegistryWriter:
         info_done = self._info is None or (self._info_written is not None and bool(self._info_written.synced_at))
         if self.synced_at and info_done and not self._announced:
             self._announced = True
+            released = self.leases.release_adopted()
+            if released:
+                log.info("cluster %s: stopped keeping the predecessor's %d lease(s) alive (every record is on "
+                         "our own leases now)", self.cluster, released)
             if self._on_synced:
                 self._on_synced()
+
+    def _check_claim(self) -> None:
+        """Before anything is written: is this cluster name held by another cluster identity?"""
+        assert self._claim_check is not None
+        problem = self._claim_check()
+        self._claim_checked = True
+        if problem is None:
+            return
+        self.refused = problem
+        self._stop.set()
+        self.leases.abandon()
+        if self._on_refused is not None:
+            self._on_refused(problem)
+
+    def _adopt_predecessor(self) -> None:
+        """Keep the leases our cluster's existing records hang on alive until our first sync."""
+        leases = record_leases(self.gateway, self.keys.cluster_apps(self.cluster))
+        info, info_lease = get_with_lease(self.gateway, self._info_key)
+        if info is not None and info_lease:
+            leases.add(info_lease)
+        self._adopting = False
+        self.leases.adopt(leases)
+        if leases:
+            log.info("cluster %s: keeping %d lease(s) of the previous publisher alive until our first sync",
+                     self.cluster, len(self.leases.adopted))
+
+    def _tick_presence(self) -> None:
+        presence = self._presence
+        if presence is None:
+            return
+        now = time.monotonic()
+        if now >= presence.next_heartbeat:
+            presence.heartbeat(self.leases.assign(presence.heartbeat_key))
+        if self.synced_at and now >= presence.next_lastseen:
+            presence.lastseen(len(self._written))
+
+    def _verify(self) -> None:
+        """Compare etcd with what we want; put back what is missing or different, drop extras."""
+        self._verify_at = time.monotonic() + self.verify_interval
+        with self._cond:
+            if self._reconcile:
+                return  # a full reconcile is queued: it compares with etcd anyway
+            desired = dict(self._desired)
+            pending = set(self._dirty)  # written by the next pass, not drift
+        found: dict[str, tuple[bytes, int]] = {}
+        if self.owns_range:
+            _, pages = self.gateway.list_prefix(self.keys.cluster_apps(self.cluster))
+            found = {key.decode(): (value, lease) for page in pages for key, value, lease in page}
+        else:
+            for key in desired:
+                value, lease = get_with_lease(self.gateway, key)
+                if value is not None:
+                    found[key] = (value, lease)
+        puts: list[tuple[str, bytes, int]] = []
+        for key, record in desired.items():
+            if key in pending or self._oversize.get(key) == record:
+                continue
+            have = found.get(key)
+            if have is None or have[1] != self.leases.lease_of(key) or not same_record(have[0], record):
+                puts.append((key, record.to_json(), self.leases.assign(key)))
+        deletes = sorted(set(found) - set(desired) - pending) if self.owns_range else []
+        if puts or deletes:
+            log.warning("cluster %s: etcd differs from the desired state (%d records missing or different, %d "
+                        "extra): repairing", self.cluster, len(puts), len(deletes))
+            metrics.PUBLISHER_REPAIRS.labels("put").inc(len(puts))
+            metrics.PUBLISHER_REPAIRS.labels("delete").inc(len(deletes))
+            self._commit(puts, deletes, desired)
+        if self._info is not None and self.gateway.get(self._info_key) is None:
+            self._info_written = None
+            self._write_info()
 
     def _requeue(self, keys: set[str]) -> None:
         with self._cond:
@@ -170,6 +290,10 @@ class RegistryWriter:
                 self._written.pop(key, None)
                 if key == self._info_key:
                     self._info_written = None
+                if self._member is not None and key == self._member[0]:
+                    self._member_written = False
+                if self._presence is not None and key == self._presence.heartbeat_key:
+                    self._presence.next_heartbeat = 0.0
             self._dirty |= keys - {self._info_key}
 
     def _write_changes(self, changes: dict[str, EndpointRecord | None]) -> None:
@@ -193,15 +317,32 @@ class RegistryWriter:
                 if self._written.get(key) != record or self.leases.lease_of(key) is None]
         self._commit(puts, deletes, desired)
         if not self.synced_at:
+            self._verify_at = time.monotonic() + self.verify_interval
             self.synced_at = round(time.time(), 3)
             log.info("cluster %s synced: %d records in etcd (%d written, %d deleted)",
                      self.cluster, len(desired), len(puts), len(deletes))
 
     def _commit(self, puts: Sequence[tuple[str, bytes, int | None]], deletes: list[str],
                 source: Mapping[str, EndpointRecord | None]) -> None:
+        puts = [put for put in puts if not self._refuse_oversize(put, source)]
         if not puts and not deletes:
             return
-        self.gateway.apply(puts, deletes)
+        written: list[tuple[str, bytes, int | None]] = []
+        lost: set[str] = set()
+        for start in range(0, max(len(puts), 1), COMMIT_CHUNK):
+            part, part_deletes = puts[start : start + COMMIT_CHUNK], deletes if start == 0 else []
+            try:
+                self.gateway.apply(part, part_deletes)
+            except RegistryError as error:
+                if not too_large(error):
+                    raise
+                self.gateway.apply([], part_deletes)
+                part = self._apply_split(part, source)
+            written += part
+            # A 100k-record write takes longer than a short TTL: keep our (and a predecessor's) leases alive.
+            for keys in self.leases.keepalive(only_due=True):
+                lost |= keys
+        puts = written
         for key, _, _ in puts:
             record = source[key]
             assert record is not None
@@ -212,14 +353,49 @@ class RegistryWriter:
         metrics.PUBLISHER_WRITES.labels("put").inc(len(puts))
         metrics.PUBLISHER_WRITES.labels("delete").inc(len(deletes))
         log.debug("cluster %s: wrote %d, deleted %d", self.cluster, len(puts), len(deletes))
+        if lost:
+            self._requeue(lost)
+
+    def _refuse_oversize(self, put: tuple[str, bytes, int | None], source: Mapping[str, EndpointRecord | None],
+                         why: str = "") -> bool:
+        key, value, _ = put
+        record = source[key]
+        assert record is not None
+        known = self._oversize.get(key) == record
+        if not why and not known and len(value) <= MAX_RECORD_BYTES:
+            return False
+        if not known:
+            self._oversize[key] = record
+            metrics.PUBLISHER_OVERSIZE.inc()
+            log.error("cluster %s: record %s skipped: %s (%d bytes); the other records are written", self.cluster,
+                      key, why or f"larger than the registry's {MAX_RECORD_BYTES}-byte record limit", len(value))
+        self.leases.release(key)
+        return True
+
+    def _apply_split(self, puts: list[tuple[str, bytes, int | None]],
+                     source: Mapping[str, EndpointRecord | None]) -> list[tuple[str, bytes, int | None]]:
+        """Bisect a transaction etcd refused for size until the offending records are isolated."""
+        try:
+            self.gateway.apply(puts, [])
+            return puts
+        except RegistryError as error:
+            if not too_large(error):
+                raise
+            if len(puts) == 1:
+                self._refuse_oversize(puts[0], source, f"etcd refuses it ({error})")
+                return []
+        middle = len(puts) // 2
+        return self._apply_split(puts[:middle], source) + self._apply_split(puts[middle:], source)
 
     def _write_info(self) -> None:
+        if self._member is not None and not self._member_written:
+            key, value = self._member  # announces the cluster to on-demand readers; vanishes with our lease
+            self.gateway.put(key, value, lease=self.leases.assign(key))
+            self._member_written = True
         if self._info is None:
             return
-        info = ClusterInfo(
-            cluster=self._info.cluster, publisher=self._info.publisher, version=self._info.version,
-            started_at=self._info.started_at, synced_at=self.synced_at, endpoints=len(self._written),
-            lease_ttl=self.leases.ttl)
+        info = dataclasses.replace(self._info, synced_at=self.synced_at, endpoints=len(self._written),
+                                   lease_ttl=self.leases.ttl)
         previous = self._info_written
         if previous == info:
             return

@@ -15,8 +15,7 @@ from resolver.config import Settings
 from resolver.errors import InvalidRequest, NotFound, ValidationError
 from resolver.registry import names
 from resolver.registry.cache import Snapshot
-from resolver.registry.ondemand import OnDemandReader
-from resolver.registry.reader import RegistryReader
+from resolver.registry.supervised import SupervisedReader
 from resolver.resolution.policy import Policy, PolicyBook, Selection, pick_one, spread
 
 MAX_ID_LENGTH = 256
@@ -48,7 +47,7 @@ class Candidates:
 class Resolver:
     """Answers resolves for one initialized component instance (or the CLI, or the DNS bridge)."""
 
-    def __init__(self, settings: Settings, reader: RegistryReader | OnDemandReader, caller_namespace: str = "",
+    def __init__(self, settings: Settings, reader: SupervisedReader, caller_namespace: str = "",
                  rng: random.Random | None = None) -> None:
         self.settings = settings
         self.reader = reader

@@ -15,7 +15,9 @@ What the publisher relies on, implemented as the real API server behaves:
 
 Test hooks: :meth:`FakeKubeApi.compact` (expire the history → 410s), :meth:`FakeKubeApi.drop_watches`
 (cut every open stream mid-flight), :attr:`FakeKubeApi.forbidden` (403 for a resource),
-and request counters.
+:attr:`FakeKubeApi.paused` (open watches go silent without closing: a half-open connection),
+:attr:`FakeKubeApi.list_delay` (slow lists), ``GET /api/v1/namespaces/kube-system`` answering
+:attr:`FakeKubeApi.kube_system_uid` (the cluster identity), and request counters.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class FakeKubeApi:
         self.bookmark_interval = bookmark_interval
         self.forbidden: set[str] = set()
         self.paused = False  # while True, open watches deliver nothing (a stalled connection)
+        self.list_delay = 0.0  # seconds every list request waits before answering
+        self.kube_system_uid = f"0f{id(self) % 10**6:06d}-5a7b-4c1d-9e2f-{int(time.time() * 1000) % 10**12:012d}"
         self.requests: Counter[str] = Counter()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
@@ -214,6 +218,8 @@ class FakeKubeApi:
             return rest[0], None
         if len(rest) == 3 and rest[0] == "namespaces" and rest[2] == "pods":
             return "pods", rest[1]
+        if len(rest) == 2 and rest[0] == "namespaces":
+            return "namespaces", rest[1]
         return None
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
@@ -230,6 +236,13 @@ class FakeKubeApi:
             self._send_json(handler, 403, self._status(403, "Forbidden", f"{resource} is forbidden: "
                                                         "User \"system:serviceaccount:test\" cannot list"))
             return
+        if resource == "namespaces":
+            if namespace != "kube-system":
+                self._send_json(handler, 404, self._status(404, "NotFound", f"namespaces {namespace!r} not found"))
+                return
+            self._send_json(handler, 200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {
+                "name": namespace, "uid": self.kube_system_uid, "resourceVersion": "1"}})
+            return
         matches = selector_matcher(query.get("labelSelector", ""))
 
         def visible(obj: Obj | None) -> bool:
@@ -243,6 +256,8 @@ class FakeKubeApi:
 
     def _list(self, handler: BaseHTTPRequestHandler, resource: str, visible: Callable[[Obj | None], bool],
               query: dict[str, str]) -> None:
+        if self.list_delay:
+            time.sleep(self.list_delay)
         limit = int(query.get("limit") or 0)
         token = query.get("continue")
         with self._cond:

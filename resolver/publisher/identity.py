@@ -1,0 +1,132 @@
+"""Cluster identity: one cluster name, one owner (issue 16 §4).
+
+Every publisher carries a *cluster identity* (``clusterUid``), written into the cluster's
+``info`` and leader keys. Two publishers claiming one cluster name — a copy-pasted overlay, a
+second cluster installed with the first one's values — would otherwise silently fight (each
+reconciling the other's records away) or, with leader election, one cluster would simply
+never be published. A publisher that finds its name held by a *live* publisher of another
+identity never touches the records: it leaves a conflict marker and exits non-zero.
+
+Where the identity comes from:
+
+* ``--cluster-uid`` always wins;
+* Kubernetes source: the ``kube-system`` namespace's UID (stable for the cluster's life,
+  identical for every replica; needs ``get`` on namespaces). If it cannot be read, the
+  publisher runs without the guard and warns once, saying how to set it;
+* file source: ``/etc/machine-id`` (where present) plus the inventory's absolute path —
+  stable across container recreation on one machine, never the host name (containers get
+  random ones).
+
+Records of the previous release carry no identity: they count as compatible, so a rolling
+upgrade has no gap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from resolver.errors import ConfigError, ResolverError, ValidationError
+from resolver.registry import names
+from resolver.registry.gateway import EtcdGateway
+from resolver.registry.schema import Keys
+
+log = logging.getLogger(__name__)
+
+MACHINE_ID = Path("/etc/machine-id")
+_UID = re.compile(r"[a-z0-9]([-a-z0-9.]{0,126}[a-z0-9])?")
+"""A DNS-1123 subdomain of at most 128 characters: it names the conflict marker's key."""
+NAMESPACE_READ_TIMEOUT = (5.0, 10.0)
+
+
+class ClusterConflict(ResolverError):
+    """The cluster name is held by a live publisher of another cluster identity."""
+
+    def __init__(self, cluster: str, ours: str, theirs: str, holder: str) -> None:
+        self.cluster, self.ours, self.theirs, self.holder = cluster, ours, theirs, holder
+        super().__init__(
+            f"cluster name {cluster!r} is already published by another cluster (identity {theirs}"
+            f"{', publisher ' + holder if holder else ''}); this publisher's identity is {ours}, so it "
+            f"refuses to touch {cluster!r}'s records. Fix: give this cluster its own --cluster name, or, if it "
+            f"really is the same cluster, start it with --cluster-uid {theirs}")
+
+
+def check_cluster_uid(value: str) -> str:
+    try:
+        valid = bool(_UID.fullmatch(value)) and names.check_subdomain(value, "--cluster-uid") == value
+    except ValidationError:
+        valid = False
+    if not valid:
+        raise ConfigError("--cluster-uid", f"{value[:80]!r} is not a lower-case DNS-1123 subdomain of at most 128 "
+                          "characters (a Kubernetes UID is one)")
+    return value
+
+
+def file_cluster_uid(inventory: Path, machine_id: Path = MACHINE_ID) -> str:
+    """Stable for one inventory on one machine: hash of ``/etc/machine-id`` and the absolute path."""
+    try:
+        machine = machine_id.read_text(encoding="utf-8").strip()
+    except OSError:
+        machine = ""
+    digest = hashlib.sha256(f"{machine}\0{inventory.absolute()}".encode()).hexdigest()
+    return f"file-{digest[:32]}"
+
+
+def kube_cluster_uid(read_namespace: Callable[..., Any]) -> str:
+    """The ``kube-system`` namespace UID, or "" (with one warning) when it cannot be read."""
+    try:
+        response = read_namespace("kube-system", _preload_content=False, _request_timeout=NAMESPACE_READ_TIMEOUT)
+        uid = str((json.loads(response.data).get("metadata") or {}).get("uid") or "")
+        if _UID.fullmatch(uid):
+            return uid
+        why = "it has no usable metadata.uid"
+    except Exception as error:
+        why = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
+    log.warning("cannot read the kube-system namespace's UID (%s): running WITHOUT the one-cluster-one-name "
+                "guard; grant get on namespaces to the publisher's ClusterRole or pass --cluster-uid", why)
+    return ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who holds a cluster name in etcd right now, as far as its live keys say."""
+
+    cluster_uid: str
+    publisher: str
+
+
+def _claims(gateway: EtcdGateway, cluster: str) -> list[Claim]:
+    keys = Keys(gateway.connection.prefix)
+    found: list[Claim] = []
+    for key, publisher_field in ((keys.info(cluster), "publisher"), (keys.leader(cluster), "identity"),
+                                 (keys.heartbeat(cluster), "publisher")):
+        raw = gateway.get(key)
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and isinstance(value.get("clusterUid"), str) and value["clusterUid"]:
+            found.append(Claim(value["clusterUid"], str(value.get(publisher_field) or "")))
+    return found
+
+
+def find_conflict(gateway: EtcdGateway, cluster: str, cluster_uid: str) -> ClusterConflict | None:
+    """A conflict when a live key of ``cluster`` names another identity; None when compatible.
+
+    Without an identity of our own (the guard is off) nothing conflicts; keys without an
+    identity (the previous release) are compatible.
+    """
+    if not cluster_uid:
+        return None
+    for claim in _claims(gateway, cluster):
+        if claim.cluster_uid != cluster_uid:
+            return ClusterConflict(cluster, cluster_uid, claim.cluster_uid, claim.publisher)
+    return None
