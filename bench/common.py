@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import statistics
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from resolver.config import Layer, load_settings
@@ -60,3 +62,12 @@ def sample_registry(gateway: EtcdGateway, keys: Keys, apps: int = 100, first_app
     records = [EndpointRecord(first_app if a == 0 else f"app{a}", "default", f"cluster-{c}", f"i-{a}-{c}-{i}",
                               f"10.{c}.{a}.{i + 1}", 50002) for a in range(apps) for c in (1, 2) for i in range(5)]
     gateway.apply([(r.key(keys), r.to_json(), None) for r in records], [])
+
+
+def run_in_workdir(run: Callable[[Path], None]) -> None:
+    """Run a benchmark in a throw-away directory that is removed afterwards, whatever happens."""
+    work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
+    try:
+        run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -9,9 +9,7 @@ registries (prefixes with the same 1,000 endpoints); 200 idle reflection streams
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -22,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import local_registry, print_table, rss_mb, sample_registry
+from bench.common import local_registry, print_table, rss_mb, run_in_workdir, sample_registry
 from resolver.component.client import ComponentClient
 from resolver.demo.processes import CliProcess, wait_until
 from resolver.registry.schema import Keys
@@ -82,16 +80,12 @@ def _run(work: Path) -> None:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
-    try:
-        _run(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()
+    run_in_workdir(_run)
 
 
 def _synced(client: ComponentClient) -> bool:
     return client.resolve("app1").startswith("10.")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,10 +9,8 @@ deadline each) from another channel; reports p50/p99 and how many Pings failed.
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import local_registry, percentile, print_table
+from bench.common import local_registry, percentile, print_table, run_in_workdir
 from resolver._proto import common_pb2, nameresolution_pb2_grpc
 from resolver.demo.processes import CliProcess, wait_until
 
@@ -79,11 +77,7 @@ def _run(work: Path) -> None:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
-    try:
-        _run(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    run_in_workdir(_run)
 
 
 if __name__ == "__main__":

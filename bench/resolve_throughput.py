@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from functools import partial
@@ -30,7 +28,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import local_registry, percentile, print_table, sample_registry
+from bench.common import local_registry, percentile, print_table, run_in_workdir, sample_registry
 from resolver._proto import nameresolution_pb2, nameresolution_pb2_grpc
 from resolver.component.client import ComponentClient
 from resolver.demo.processes import CliProcess, wait_until
@@ -123,16 +121,12 @@ def _run(work: Path) -> None:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
-    try:
-        _run(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()
+    run_in_workdir(_run)
 
 
 def _registry_answers(client: ComponentClient) -> bool:
     return client.resolve("app1").startswith("10.1.")
+
+
+if __name__ == "__main__":
+    main()

@@ -44,6 +44,8 @@ PUBLISHER_SKIPPED = Counter("publisher_skipped", "Pods or inventory entries skip
 LEASE_RENEWALS = Counter("publisher_lease_renewals", "Lease keep-alives sent", namespace=NAMESPACE)
 LEASE_LOSSES = Counter("publisher_lease_losses", "Leases found expired or revoked", namespace=NAMESPACE)
 RELISTS_KUBE = Counter("publisher_relists", "Kubernetes re-lists (410 Gone, dropped streams)", namespace=NAMESPACE)
+PUBLISHER_SYNCED = Gauge("publisher_synced", "1 once this publisher's first full list is in etcd (its cluster's "
+                         "syncedAt is written); stays 0 on a standby replica", namespace=NAMESPACE)
 LEADER = Gauge("publisher_leader", "1 while this publisher replica is the leader", namespace=NAMESPACE)
 DNS_QUERIES = Counter("dns_queries", "DNS queries by response code", ["rcode", "transport"], namespace=NAMESPACE)
 

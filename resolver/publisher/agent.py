@@ -77,7 +77,11 @@ class PublisherAgent:
         self.source = self._build_source(api)
         self.election: LeaderElection | None = None
         self.synced = threading.Event()
-        self.publication.on_synced = self.synced.set
+        self.publication.on_synced = self._on_synced
+
+    def _on_synced(self) -> None:
+        self.synced.set()
+        metrics.PUBLISHER_SYNCED.set(1)
 
     def _api_client(self) -> Any:
         from resolver.publisher.kube_client import api_client

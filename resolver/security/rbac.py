@@ -122,16 +122,8 @@ def apply(gateway: EtcdGateway, grants: list[Grant], passwords: dict[str, str] |
     done: list[str] = []
 
     def call(what: str, method: str, request: object, tolerate: str = "") -> None:
-        def run(client: etcd3.MultiEndpointEtcd3Client) -> object:
-            stub = etcdrpc.AuthStub(client.channel)
-            return getattr(stub, method)(request, client.timeout, credentials=client.call_credentials,
-                                         metadata=client.metadata)
-        try:
-            gateway.call(what, run)
+        if _auth_call(gateway, what, method, request, tolerate):
             done.append(what)
-        except RegistryError as error:
-            if not tolerate or tolerate not in str(error):
-                raise
 
     for role in roles_of(grants):
         call(f"role add {role}", "RoleAdd", etcdrpc.AuthRoleAddRequest(name=role), "already exists")
