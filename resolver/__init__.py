@@ -12,4 +12,4 @@ Layers, lowest first (each imports only from the ones above it in this list):
 * :mod:`resolver.cli` — the ``dapr-etcd-resolver`` command.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -16,9 +16,12 @@ Then, for deploy/etcd and the overlays (not for production: the CA key stays on 
 
     kubectl -n dapr-nr-system create secret generic etcd-server-tls \\
         --from-file=ca.crt=tls/ca.crt --from-file=tls.crt=tls/etcd-server.crt --from-file=tls.key=tls/etcd-server.key
-    kubectl -n dapr-nr-system create secret generic etcd-client-tls \\
+    kubectl -n dapr-nr-system create secret generic etcd-publisher-tls \\
         --from-file=ca.crt=tls/ca.crt --from-file=tls.crt=tls/dapr-nr-publisher-cluster-1.crt \\
-        --from-file=tls.key=tls/dapr-nr-publisher-cluster-1.key
+        --from-file=tls.key=tls/dapr-nr-publisher-cluster-1.key       # the publisher: writes its own range
+    kubectl -n dapr-nr-system create secret generic etcd-reader-tls \\
+        --from-file=ca.crt=tls/ca.crt --from-file=tls.crt=tls/dapr-nr-resolver.crt \\
+        --from-file=tls.key=tls/dapr-nr-resolver.key                  # the DNS bridge and the component: read only
 
 Needs the package and ``cryptography``: ``pip install -e '.[tls]'`` (the ``test`` extra includes it).
 """

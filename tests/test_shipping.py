@@ -1,11 +1,12 @@
 """What ships: Kubernetes manifests, Dapr YAML, docker-compose.yml and the Dockerfiles.
 
-Manifests are built with ``kubectl kustomize`` (the machine's kubectl) and every object is
-validated against the Kubernetes OpenAPI schema (kubernetes-validate, strict). Without
-kubectl, the same structure is checked in Python: every kustomization's resources and patch
-targets exist and every file validates. docker-compose.yml is parsed by the compose-spec
-parser and cross-checked (service references, volumes, and every ``command`` parsed by our
-own CLI). Dockerfiles are linted with hadolint.
+Every kustomization under ``deploy/`` is built with ``kubectl kustomize`` (the machine's kubectl)
+and every object is validated against the Kubernetes OpenAPI schema (kubernetes-validate,
+strict); custom resources (Dapr Configuration, ServiceMonitor, PrometheusRule) against schemas
+of the fields we use. What the overlays must contain is in ``test_deploy_overlays.py``.
+docker-compose.yml is parsed by the compose-spec parser and cross-checked (service references,
+volumes, and every ``command`` parsed by our own CLI). Dockerfiles are linted with hadolint; the
+image build installs exactly the versions of its constraints file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]  # kubernetes-validate's dependency, no stubs
 import kubernetes_validate
 import pytest
 import yaml
@@ -31,36 +33,84 @@ from resolver.publisher.file_source import parse_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.32"
-KUSTOMIZATIONS = ["deploy/overlays/cluster-1", "deploy/overlays/cluster-2", "deploy/etcd", "deploy/coredns",
-                  "deploy/examples"]
+
+
+def kustomization_dirs() -> list[str]:
+    """Every kustomization under deploy/ that can be built on its own (components are built by their users)."""
+    found = []
+    for path in sorted((ROOT / "deploy").rglob("kustomization.yaml")):
+        if yaml.safe_load(path.read_text()).get("kind", "Kustomization") == "Kustomization":
+            found.append(str(path.parent.relative_to(ROOT)))
+    return found
+
+
+KUSTOMIZATIONS = kustomization_dirs()
 
 
 def kustomize(path: str) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
-    if kubectl:
-        built = subprocess.run([kubectl, "kustomize", str(ROOT / path)], capture_output=True, text=True, check=True)
-        return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-    return _structural_build(ROOT / path)
+    assert kubectl, "kubectl (with its built-in kustomize) is needed: scripts/install-test-deps.sh installs it"
+    built = subprocess.run([kubectl, "kustomize", str(ROOT / path)], capture_output=True, text=True, check=False,
+                           timeout=60)
+    assert built.returncode == 0, f"kubectl kustomize {path}: {built.stderr}"
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
 
 
-def _structural_build(directory: Path) -> list[dict[str, Any]]:
-    """Without kubectl: follow resources, check patch targets exist, return the raw objects."""
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    objects: list[dict[str, Any]] = []
-    for resource in kustomization.get("resources", []):
-        target = directory / resource
-        assert target.exists(), f"{directory}: resource {resource} does not exist"
-        if target.is_dir():
-            objects += _structural_build(target)
-        else:
-            objects += [doc for doc in yaml.safe_load_all(target.read_text()) if doc]
-    for generator in kustomization.get("configMapGenerator", []):
-        for file in generator.get("files", []):
-            assert (directory / file).exists(), f"{directory}: configMapGenerator file {file} missing"
-    for patch in kustomization.get("patches", []):
-        wanted = patch.get("target", {})
-        assert any(o["kind"] == wanted.get("kind") and o["metadata"]["name"] == wanted.get("name") for o in objects)
-    return objects
+# Custom resources kubernetes-validate has no schema for: the fields we rely on, checked strictly
+# enough that a typo in a field name or a wrong type fails (facts from the Dapr and Prometheus
+# Operator CRDs).
+_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"}
+_METADATA = {"type": "object", "required": ["name"], "properties": {"name": _NAME, "namespace": _NAME}}
+CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("dapr.io/v1alpha1", "Configuration"): {
+        "type": "object", "required": ["metadata", "spec"],
+        "properties": {"metadata": _METADATA, "spec": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"nameResolution": {
+                "type": "object", "required": ["component"], "additionalProperties": False,
+                "properties": {"component": {"type": "string"}, "version": {"type": "string"},
+                               "configuration": {"type": "object"}}}}}}},
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): {
+        "type": "object", "required": ["metadata", "spec"],
+        "properties": {"metadata": _METADATA, "spec": {
+            "type": "object", "required": ["selector", "endpoints"],
+            "properties": {"selector": {"type": "object"},
+                           "namespaceSelector": {"type": "object"},
+                           "endpoints": {"type": "array", "minItems": 1, "items": {
+                               "type": "object", "additionalProperties": False,
+                               "properties": {"port": {"type": "string"}, "path": {"type": "string"},
+                                              "interval": {"type": "string", "pattern": r"^\d+[smh]$"},
+                                              "scrapeTimeout": {"type": "string", "pattern": r"^\d+[smh]$"}}}}}}}},
+    ("monitoring.coreos.com/v1", "PrometheusRule"): {
+        "type": "object", "required": ["metadata", "spec"],
+        "properties": {"metadata": _METADATA, "spec": {
+            "type": "object", "required": ["groups"], "additionalProperties": False,
+            "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["name", "rules"], "additionalProperties": False,
+                "properties": {"name": {"type": "string"}, "rules": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["alert", "expr", "labels", "annotations"],
+                    "additionalProperties": False,
+                    "properties": {"alert": {"type": "string", "pattern": "^[A-Z][A-Za-z0-9]+$"},
+                                   "expr": {"type": "string"},
+                                   "for": {"type": "string", "pattern": r"^\d+[smh]$"},
+                                   "labels": {"type": "object", "required": ["severity"],
+                                              "additionalProperties": {"type": "string"}},
+                                   "annotations": {"type": "object", "required": ["summary", "description"],
+                                                   "additionalProperties": {"type": "string"}}}}}}}}}}}},
+}
+
+
+def validate(obj: dict[str, Any]) -> None:
+    schema = CRD_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+    if schema is not None:
+        jsonschema.validate(obj, schema)
+    else:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_every_kustomization_under_deploy_is_found() -> None:
+    assert {"deploy/overlays/cluster-1", "deploy/overlays/cluster-2", "deploy/overlays/cluster-1/examples",
+            "deploy/overlays/cluster-2/examples-pluggable", "deploy/monitoring", "deploy/etcd"} <= set(KUSTOMIZATIONS)
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
@@ -68,64 +118,23 @@ def test_kustomizations_build_and_validate_against_the_kubernetes_schema(path: s
     objects = kustomize(path)
     assert objects
     for obj in objects:
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        validate(obj)
+
+
+def test_a_misspelt_field_fails_validation() -> None:
+    """The validation above is strict: the same check refuses an unknown field, core or custom."""
+    deployment = next(o for o in kustomize("deploy/overlays/cluster-1") if o["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(Exception, match="livenesProbe"):
+        validate(deployment)
+    rule = next(o for o in kustomize("deploy/monitoring") if o["kind"] == "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][0]["experssion"] = "up"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(rule)
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"].startswith(name))
-
-
-@pytest.mark.parametrize("cluster", ["cluster-1", "cluster-2"])
-def test_cluster_overlays(cluster: str) -> None:
-    objects = kustomize(f"deploy/overlays/{cluster}")
-    publisher = by_kind(objects, "Deployment", "dapr-etcd-publisher")
-    spec = publisher["spec"]["template"]["spec"]
-    container = spec["containers"][0]
-    assert publisher["spec"]["replicas"] == 2
-    assert "--leader-elect" in container["args"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert spec["securityContext"]["runAsNonRoot"] is True
-    assert container["livenessProbe"] and container["readinessProbe"] and container["resources"]["requests"]
-    assert any(v.get("secret", {}).get("secretName") == "etcd-client-tls" for v in spec["volumes"])
-    config = by_kind(objects, "ConfigMap", "dapr-etcd-resolver-config")
-    keys = yaml.safe_load(config["data"]["config.yaml"])
-    assert keys["clusterName"] == cluster
-    assert set(keys) <= set(KEYS)
-    cluster_map = by_kind(objects, "ConfigMap", "dapr-etcd-resolver-cluster")
-    assert cluster_map["data"]["clusterName"] == cluster
-    env = {e["name"]: e for e in container["env"]}
-    assert env["CLUSTER_NAME"]["valueFrom"]["configMapKeyRef"]["name"] == cluster_map["metadata"]["name"]
-    role = by_kind(objects, "ClusterRole", "dapr-etcd-publisher")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}]
-    bridge = by_kind(objects, "Service", "dapr-etcd-dns")
-    assert {p["protocol"] for p in bridge["spec"]["ports"]} == {"UDP", "TCP"} and bridge["spec"]["clusterIP"]
-    dns_args = by_kind(objects, "Deployment", "dapr-etcd-dns")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--zone=dapr.internal" in dns_args
-    for deployment in (o for o in objects if o["kind"] == "Deployment"):
-        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-        build_parser().parse_args([a.replace("$(CLUSTER_NAME)", cluster) for a in args])
-
-
-def test_example_apps_carry_the_pluggable_component() -> None:
-    for deployment in (o for o in kustomize("deploy/examples") if o["kind"] == "Deployment"):
-        template = deployment["spec"]["template"]
-        annotations = template["metadata"]["annotations"]
-        containers = {c["name"]: c for c in template["spec"]["containers"]}
-        assert annotations["dapr.io/pluggable-components"] in containers
-        assert annotations["dapr.io/config"] == "dapr-etcd-nr"
-        resolver = containers[annotations["dapr.io/pluggable-components"]]
-        assert resolver["args"][0] == "serve"
-        build_parser().parse_args(resolver["args"])
-        assert template["spec"]["securityContext"]["runAsUser"] == 65532  # daprd's UID: the socket is 0660
-
-
-def test_coredns_stanza_forwards_the_zone_to_the_bridge() -> None:
-    stanza = kustomize("deploy/coredns")[0]["data"]["dapr-internal.server"]
-    forward = re.search(r"forward \. ([\d.]+)", stanza)
-    assert stanza.startswith("dapr.internal:53 {") and forward is not None
-    bridge_ip = by_kind(kustomize("deploy/overlays/cluster-1"), "Service", "dapr-etcd-dns")["spec"]["clusterIP"]
-    assert forward.group(1) == bridge_ip
 
 
 def load_yaml(path: str) -> dict[str, Any]:
@@ -144,13 +153,14 @@ def test_dapr_configuration_for_the_component_shows_every_key() -> None:
     settings = load_settings([Layer("components/nameresolution-etcd.yaml", configuration)])  # our own validation
     assert settings.cluster_name == "cluster-1"
     assert (ROOT / "components/README.md").read_text().count("7649") >= 1
+    assert "every app namespace" in text  # a Dapr Configuration is namespaced: say so where it is applied
 
 
 def test_dapr_configuration_for_the_dns_bridge() -> None:
     document = load_yaml("components/dns-bridge-configuration.yaml")
     resolution = document["spec"]["nameResolution"]
     assert resolution["component"] == "kubernetes"
-    assert resolution["configuration"]["template"] == "{{.ID}}.{{.Namespace}}.dapr.internal:{{.Port}}"
+    assert resolution["configuration"]["template"] == "{{.ID}}.{{.Namespace}}.dapr.internal.:{{.Port}}"
 
 
 def compose() -> dict[str, Any]:
@@ -181,6 +191,11 @@ def test_compose_services_are_consistent() -> None:
         assert image and not image.endswith(":latest")
         if name != "etcd":
             build_parser().parse_args(service["command"])  # every command is valid for our CLI
+        check = (service.get("healthcheck") or {}).get("test", [])
+        if check[1:2] == ["dapr-etcd-resolver"]:
+            build_parser().parse_args(check[2:])  # and so is every health check that runs it
+        elif "/readyz" in " ".join(check):
+            assert "9090" in service["command"], f"{name}: /readyz needs --metrics-port 9090"
     assert services["client"]["command"][0] == "probe"
     for cluster in ("cluster-1", "cluster-2"):
         records = parse_inventory((ROOT / f"examples/inventory/{cluster}.yaml").read_text(), cluster)

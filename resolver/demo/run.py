@@ -216,4 +216,4 @@ def _dns_bridge(stage: Stage, client: ComponentClient, narrator: Narrator) -> No
     print_table(("DNS QUESTION (A)", "DNS ANSWER", "COMPONENT'S ANSWER"), rows)
     print()
     narrator.say("A stock daprd gets these through its Kubernetes resolver's template "
-                 "{{.ID}}.{{.Namespace}}.dapr.internal:{{.Port}} and one CoreDNS forward stanza.")
+                 "{{.ID}}.{{.Namespace}}.dapr.internal.:{{.Port}} and one CoreDNS forward stanza.")
