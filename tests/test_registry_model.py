@@ -154,7 +154,15 @@ class RegistryMachine(RuleBasedStateMachine):
 
     @invariant()
     def cache_equals_etcd(self) -> None:
-        eventually(lambda: self.reader.cache.dump() == self.truth(), 30, "the cache equals a fresh list")
+        try:
+            eventually(lambda: self.reader.cache.dump() == self.truth(), 30, "the cache equals a fresh list")
+        except TimeoutError:
+            cache, truth = self.reader.cache.dump(), self.truth()
+            extra = {k: v for k, v in cache.items() if truth.get(k) != v}
+            missing = {k: v for k, v in truth.items() if cache.get(k) != v}
+            raise AssertionError(f"cache differs from etcd: extra {extra}, missing {missing}, carried "
+                                 f"{sorted(self.reader.cache.carried_clusters)}, withdrawn "
+                                 f"{sorted(self.reader.cache.withdrawn)}") from None
 
     def teardown(self) -> None:
         self.reader.stop()
