@@ -18,6 +18,19 @@ from resolver.registry.schema import EndpointRecord, Keys
 
 pytest_plugins = ["tests.support.component", "tests.support.publishing", "tests.support.dns_bridge"]
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--etcd", metavar="PATH", default="",
+                     help="run against this etcd binary (its etcdctl beside it), e.g. --etcd=/usr/bin/etcd")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``--etcd``: every etcd the tests start — in this process, in xdist workers, in subprocesses — is that one."""
+    binary = config.getoption("--etcd")
+    if binary:
+        os.environ["DAPR_NR_ETCD_BINARY"] = binary
+        os.environ["DAPR_NR_ETCDCTL_BINARY"] = str(Path(binary).with_name("etcdctl"))
+
 _counter = itertools.count()
 T = TypeVar("T")
 

@@ -18,6 +18,8 @@ from resolver.registry.reader import RegistryReader
 from resolver.registry.schema import ClusterInfo, Keys
 from tests.conftest import eventually, make_settings, put_record, record
 
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
+
 POISON = [
     b'{"cluster":"cluster-3","endpoints":1e999}',
     b'{"cluster":"cluster-3","endpoints":NaN}',

@@ -46,6 +46,7 @@ def test_grpcurl_discovers_and_calls_through_reflection_v1alpha(serve, etcd: Loc
     resolved = eventually(lambda: _resolved(server.socket_path), 10, "grpcurl to see the record")
     assert resolved == {"address": "10.1.0.7:50001"}
     eventually(lambda: _health(server.socket_path, "registry") == "SERVING", 5, "registry health via grpcurl")
+    assert _health(server.socket_path, "registry-synced") == "SERVING"  # what probe reads for "last known state"
     assert _health(server.socket_path, "") == "SERVING"
     bad = grpcurl(server.socket_path, f"{SERVICE}/ResolveID", data={"id": "not..valid", "port": 50002})
     assert bad.returncode != 0 and "InvalidArgument" in bad.stderr

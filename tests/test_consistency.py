@@ -25,6 +25,8 @@ from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
+
 
 def ground_truth(gateway: EtcdGateway, keys: Keys) -> dict[str, str]:
     _, pages = gateway.list_prefix(keys.apps)

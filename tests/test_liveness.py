@@ -21,6 +21,8 @@ from resolver.registry.schema import Heartbeat, Keys
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
+
 TTL = 2.0
 
 

@@ -15,6 +15,8 @@ from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
+
 
 def announce(gateway: EtcdGateway, keys: Keys, *clusters: str) -> None:
     for cluster in clusters:
@@ -85,41 +87,40 @@ def test_random_app_ids_cannot_grow_the_cache_or_the_watches(gateway: EtcdGatewa
     assert reader.evictions == 280
 
 
-def test_etcd_unreachable_on_first_ask_then_the_registry_answer(etcd: LocalEtcd, gateway: EtcdGateway, keys: Keys,
-                                                                ondemand) -> None:
+@pytest.fixture
+def orders_behind_a_proxy(etcd: LocalEtcd, gateway: EtcdGateway, keys: Keys) -> Iterator[TcpProxy]:
+    """cluster-1 announced with one ``orders`` record, and a proxy to etcd the test can cut."""
     announce(gateway, keys, "cluster-1")
     put_record(gateway, keys, record("orders", cluster="cluster-1", address="10.1.0.1"))
     proxy = TcpProxy("127.0.0.1", etcd.client_port)
-    try:
-        reader = ondemand(proxy.endpoint, retry_seconds=0.2)
-        assert reader.wait_synced(10)
-        proxy.cut()
-        eventually(lambda: not reader.connected, 10, "the reader notices")
-        assert not reader.follow("default", "orders", 0.5), "the fallback while etcd is unreachable"
-        proxy.restore()
-        eventually(lambda: reader.follow("default", "orders", 2), 15, "the registry answer once etcd is back")
-        assert reader.cache.lookup("default", "orders") == {"cluster-1": ("10.1.0.1:50002",)}
-    finally:
-        proxy.close()
+    yield proxy
+    proxy.close()
 
 
-def test_a_compacted_watch_is_re_read_never_served_stale(etcd: LocalEtcd, gateway: EtcdGateway, keys: Keys,
-                                                         ondemand) -> None:
-    announce(gateway, keys, "cluster-1")
-    put_record(gateway, keys, record("orders", cluster="cluster-1", address="10.1.0.1"))
-    proxy = TcpProxy("127.0.0.1", etcd.client_port)
-    try:
-        reader = ondemand(proxy.endpoint)
-        assert reader.follow("default", "orders", 5)
-        proxy.cut()
-        gone = record("orders", cluster="cluster-1", address="10.1.0.1")
-        gateway.delete(gone.key(keys))
-        put_record(gateway, keys, record("orders", cluster="cluster-1", instance="o-new", address="10.1.0.2"))
-        gateway.compact(gateway.status(keys.root).revision)
-        proxy.restore()
-        eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 15, "re-read after compaction")
-    finally:
-        proxy.close()
+def test_etcd_unreachable_on_first_ask_then_the_registry_answer(orders_behind_a_proxy: TcpProxy, ondemand) -> None:
+    proxy = orders_behind_a_proxy
+    reader = ondemand(proxy.endpoint, retry_seconds=0.2)
+    assert reader.wait_synced(10)
+    proxy.cut()
+    eventually(lambda: not reader.connected, 10, "the reader notices")
+    assert not reader.follow("default", "orders", 0.5), "the fallback while etcd is unreachable"
+    proxy.restore()
+    eventually(lambda: reader.follow("default", "orders", 2), 15, "the registry answer once etcd is back")
+    assert reader.cache.lookup("default", "orders") == {"cluster-1": ("10.1.0.1:50002",)}
+
+
+def test_a_compacted_watch_is_re_read_never_served_stale(orders_behind_a_proxy: TcpProxy, gateway: EtcdGateway,
+                                                         keys: Keys, ondemand) -> None:
+    proxy = orders_behind_a_proxy
+    reader = ondemand(proxy.endpoint)
+    assert reader.follow("default", "orders", 5)
+    proxy.cut()
+    gone = record("orders", cluster="cluster-1", address="10.1.0.1")
+    gateway.delete(gone.key(keys))
+    put_record(gateway, keys, record("orders", cluster="cluster-1", instance="o-new", address="10.1.0.2"))
+    gateway.compact(gateway.status(keys.root).revision)
+    proxy.restore()
+    eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 15, "re-read after compaction")
 
 
 def test_serve_with_the_on_demand_scope_answers_from_the_registry(etcd: LocalEtcd, gateway: EtcdGateway, keys: Keys,

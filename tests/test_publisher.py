@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from resolver.local_etcd import LocalEtcd
@@ -13,6 +14,8 @@ from resolver.registry.schema import Keys
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.fake_kube import FakeKubeApi, make_node, make_pod
 from tests.support.publishing import cluster_info, etcd_addresses, etcd_records
+
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
 
 
 def test_initial_sync_publishes_exactly_the_ready_dapr_pods(kube: FakeKubeApi, publisher, gateway: EtcdGateway,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from resolver.config import Settings
@@ -18,6 +19,8 @@ from resolver.registry.schema import ClusterInfo, Heartbeat, Keys, LastSeen
 from tests.conftest import eventually, make_settings
 from tests.support.fake_kube import FakeKubeApi, make_pod
 from tests.support.publishing import GrpcProxy, etcd_addresses
+
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
 
 Start = Callable[..., PublisherAgent]
 

@@ -6,6 +6,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from resolver.local_etcd import LocalEtcd
@@ -14,6 +15,8 @@ from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
 from resolver.registry.writer import RegistryWriter
 from tests.conftest import eventually, make_settings, record
 from tests.support.publishing import etcd_addresses
+
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
 
 
 def _oversize() -> float:

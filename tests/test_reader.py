@@ -14,6 +14,8 @@ from resolver.registry.schema import Keys
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
+
 
 @pytest.fixture
 def reader_factory(etcd: LocalEtcd, prefix: str) -> Iterator[Callable[..., RegistryReader]]:

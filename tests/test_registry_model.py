@@ -32,6 +32,8 @@ from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
 from tests.conftest import eventually, make_settings, record
 from tests.support.tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
+
 APPS = ("orders", "Payments", "cart")
 CLUSTERS = ("cluster-1", "cluster-2")
 _prefixes = itertools.count()

@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from resolver.errors import InvalidRecord, RefusedAddress
+from resolver.observability import metrics
 from resolver.observability.throttle import Throttle
 from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
 from resolver.registry.liveness import ClusterLiveness
@@ -287,8 +288,6 @@ class RegistryCache:
 
     def _skip(self, key: bytes, reason: str, message: str) -> None:
         self.skipped[reason] += 1
-        from resolver.observability import metrics  # late: metrics imports this package's readers
-
         metrics.RECORDS_SKIPPED.labels(reason).inc()
         if self._skip_log.allow(reason):
             log.warning("skipping registry record %s (%s): %s%s", key.decode("utf-8", errors="replace")[:300],
@@ -434,8 +433,6 @@ class RegistryCache:
     @staticmethod
     def _observe_delay(updated_at: float) -> None:
         """Writer's clock → applied here: how long a change takes to reach this reader (clock skew included)."""
-        from resolver.observability import metrics
-
         metrics.EVENT_DELAY.observe(max(0.0, time.time() - updated_at))
 
     def _put(self, decoded: _Endpoint | _Info | _Beat | _Identity | _Trace) -> int:

@@ -30,6 +30,7 @@ from resolver.config import EtcdConnection
 from resolver.errors import RegistryCompacted
 from resolver.observability import metrics
 from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.registry.identity import read_identity
 from resolver.registry.multiwatch import MultiWatch, Range
 from resolver.registry.schema import RegistryIdentity
 from resolver.registry.supervised import SupervisedReader
@@ -138,11 +139,7 @@ class RegistryReader(SupervisedReader):
         known = self.cache.identity
         if known is None:
             return True
-        raw = self.gateway.get(self.keys.identity())
-        try:
-            current = RegistryIdentity.from_json(raw) if raw is not None else None
-        except Exception:
-            current = None
+        current = read_identity(self.gateway, self.keys)
         if current != known:
             log.warning("registry %s holds a new history (identity %s, was %s): etcd was wiped or replaced; "
                         "re-listing", self.connection, current.id if current else "missing", known.id)

@@ -298,12 +298,6 @@ def _bounded_string(obj: dict[str, Any], field: str) -> str:
     return value
 
 
-def endpoint_address(raw: bytes, key_parts: tuple[str, str, str, str],
-                     policy: AddressPolicy = DEFAULT_POLICY) -> str:
-    """The ``host:port`` of a record under an already-validated key (see :func:`endpoint_entry`)."""
-    return endpoint_entry(raw, key_parts, policy)[0]
-
-
 def endpoint_entry(raw: bytes, key_parts: tuple[str, str, str, str],
                    policy: AddressPolicy = DEFAULT_POLICY) -> tuple[str, float]:
     """The ``host:port`` and ``updatedAt`` of a record under an already-validated key — the reader's fast path.

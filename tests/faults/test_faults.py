@@ -21,6 +21,8 @@ from resolver.local_etcd import LocalEtcd
 from tests.conftest import eventually
 from tests.faults.world import CLUSTERS, World
 
+pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
+
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
