@@ -32,7 +32,7 @@ def test_two_setup_commands_on_the_first_screen() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     _, tests = first_block_commands()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert any(line.startswith(tests) for line in ci), f".ci/run does not run: {tests}"
+    assert any(line.startswith("{ " + tests + "; }") for line in ci), f".ci/run does not run: {tests}"
 
 
 # -- the documentation that ships: links, help texts, JSON Schemas --------------------------------------------
