@@ -20,6 +20,7 @@ from resolver.demo.processes import CliProcess
 from resolver.local_etcd import GrpcProxy, LocalEtcd, find_binary, free_ports
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.identity import ensure_identity
+from resolver.registry.ondemand import OnDemandReader
 from resolver.registry.reader import RegistryReader
 from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
 from tests.conftest import eventually, make_settings, put_record, record
@@ -72,7 +73,9 @@ def wipe_and_recreate(server: LocalEtcd) -> None:
     server.start()
 
 
-def test_a_wiped_etcd_is_a_new_history_and_clusters_are_replaced_once_synced(own_etcd: LocalEtcd) -> None:
+@pytest.mark.parametrize("scope", ["all", "onDemand"])
+def test_a_wiped_etcd_is_a_new_history_and_clusters_are_replaced_once_synced(own_etcd: LocalEtcd,
+                                                                              scope: str) -> None:
     settings = make_settings(own_etcd.endpoint, "/dapr/nr/v1", etcdTimeout="2s")
     keys = Keys(settings.etcd.prefix)
     gateway = EtcdGateway(settings.etcd)
@@ -80,8 +83,16 @@ def test_a_wiped_etcd_is_a_new_history_and_clusters_are_replaced_once_synced(own
     old_a, old_b = record("orders", address="10.1.0.1"), record("orders", address="10.1.0.2")
     for rec in (old_a, old_b):
         put_record(gateway, keys, rec)
+    gateway.put(keys.info("cluster-1"), ClusterInfo("cluster-1", "pub", "test", 1.0, synced_at=2.0).to_json())
     cluster_id = gateway.status(keys.root).cluster_id
-    reader = RegistryReader(settings.etcd, progress_interval=0.5).start()
+    reader: RegistryReader | OnDemandReader
+    if scope == "all":
+        reader = RegistryReader(settings.etcd, progress_interval=0.5).start()
+        carried = {"10.1.0.1:50002", "10.1.0.2:50002", "10.1.0.3:50002"}
+    else:  # sees cluster-1's new records only once cluster-1 is announced again
+        reader = OnDemandReader(settings.etcd, progress_interval=0.5).start()
+        assert reader.follow("default", "orders", 10)
+        carried = {"10.1.0.1:50002", "10.1.0.2:50002"}
     try:
         assert reader.wait_synced(10)
         for _ in range(20):  # the reader's resume point moves past what the new history will start from
@@ -97,8 +108,8 @@ def test_a_wiped_etcd_is_a_new_history_and_clusters_are_replaced_once_synced(own
             put_record(gateway, keys, fresh)
         eventually(lambda: reader.new_histories == 1, 20, "the new history is noticed")
         # cluster-1 has not synced in the new history: its old records are still served (no blank-out)
-        eventually(lambda: set(reader.cache.lookup("default", "orders").get("cluster-1", ())) ==
-                   {"10.1.0.1:50002", "10.1.0.2:50002", "10.1.0.3:50002"}, 10, "old records carried over")
+        eventually(lambda: set(reader.cache.lookup("default", "orders").get("cluster-1", ())) == carried, 10,
+                   "old records carried over")
         assert reader.cache.carried_clusters == {"cluster-1"}
         info = ClusterInfo("cluster-1", "pub", "test", time.time(), synced_at=time.time(), endpoints=1)
         gateway.put(keys.info("cluster-1"), info.to_json())

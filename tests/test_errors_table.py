@@ -194,6 +194,12 @@ def test_dns_listen_that_is_not_host_port() -> None:
     assert_one_clear_line(run("dns", "--listen", "localhost", *NO_ETCD), "--listen", "'localhost'", "HOST:PORT")
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "61"])
+def test_dns_list_jitter_out_of_range(value: str) -> None:
+    assert_one_clear_line(run("dns", "--listen", "127.0.0.1:0", "--list-jitter", value, *NO_ETCD),
+                          "--list-jitter", "between 0 and 60")
+
+
 @pytest.mark.parametrize(("content", "named"), [
     ("apiVersion: v1\nclusters: [\n  - name: x\n", "not valid YAML (line"),
     ("- just\n- a list\n", "not a kubeconfig"),

@@ -109,6 +109,53 @@ def test_etcd_unreachable_on_first_ask_then_the_registry_answer(orders_behind_a_
     assert reader.cache.lookup("default", "orders") == {"cluster-1": ("10.1.0.1:50002",)}
 
 
+def test_an_app_first_asked_during_an_outage_is_read_when_etcd_is_back(orders_behind_a_proxy: TcpProxy,
+                                                                       ondemand) -> None:
+    """No second resolve is needed: the re-connect reads every app asked about, answered or not."""
+    proxy = orders_behind_a_proxy
+    reader = ondemand(proxy.endpoint, retry_seconds=60)
+    assert reader.wait_synced(10)
+    proxy.cut()
+    eventually(lambda: not reader.connected, 10, "the reader notices")
+    assert not reader.follow("default", "orders", 0.5)
+    proxy.restore()
+    eventually(lambda: reader.is_following("default", "orders"), 15, "read on reconnecting")
+    assert reader.cache.lookup("default", "orders") == {"cluster-1": ("10.1.0.1:50002",)}
+    assert reader.follow("default", "orders", 0), "answered from the cache (retry_seconds has not passed)"
+
+
+def test_a_read_cut_half_way_is_finished_on_resume(orders_behind_a_proxy: TcpProxy, gateway: EtcdGateway,
+                                                   keys: Keys, ondemand) -> None:
+    """A new cluster's reads fail when the connection drops mid-way: gap filling reads them on resume."""
+    proxy = orders_behind_a_proxy
+    reader = ondemand(proxy.endpoint)
+    for app in ("orders", "cart", "payments"):
+        assert reader.follow("default", app, 5)
+    for app in ("orders", "cart", "payments"):
+        put_record(gateway, keys, record(app, cluster="cluster-4", address=f"10.4.0.{len(app)}"))
+    real_list, cuts = reader.gateway.list_prefix, list[str]()
+
+    def list_cut_once(prefix: str, *args: object, **kwargs: object) -> object:
+        if "/cluster-4/" in prefix and len(cuts) == 1:  # the second read the new cluster triggers
+            cuts.append(prefix)
+            proxy.cut()  # a real partition, timed between two reads
+        elif "/cluster-4/" in prefix and not cuts:
+            cuts.append("first read passes")
+        return real_list(prefix, *args, **kwargs)
+
+    reader.gateway.list_prefix = list_cut_once
+    announce(gateway, keys, "cluster-4")
+    eventually(lambda: len(cuts) == 2, 10, "the partition hit the new cluster's reads")
+    eventually(lambda: not reader.connected, 10, "the reader notices")
+    proxy.restore()
+    eventually(lambda: reader.cache.dump() == {**truth_for(gateway, keys, "orders"), **truth_for(gateway, keys, "cart"),
+                                               **truth_for(gateway, keys, "payments")}, 15, "every app in cluster-4")
+    assert reader.watched_ranges == 1 + 3 * 2
+    put_record(gateway, keys, record("cart", cluster="cluster-4", instance="c-2", address="10.4.0.9"))
+    eventually(lambda: reader.cache.lookup("default", "cart")["cluster-4"] == ("10.4.0.4:50002", "10.4.0.9:50002"),
+               10, "cluster-4 watched after the gap was filled")
+
+
 def test_a_compacted_watch_is_re_read_never_served_stale(orders_behind_a_proxy: TcpProxy, gateway: EtcdGateway,
                                                          keys: Keys, ondemand) -> None:
     proxy = orders_behind_a_proxy

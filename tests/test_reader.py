@@ -166,3 +166,25 @@ def test_reader_starts_before_etcd_exists(tmp_path, prefix: str) -> None:
     finally:
         reader.stop()
         own.cleanup()
+
+
+def test_list_jitter_delays_each_full_list_and_never_delays_stop(etcd: LocalEtcd, prefix: str, gateway: EtcdGateway,
+                                                                 keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dns --list-jitter``: the list waits (here the whole window, drawn as its maximum); stop() does not."""
+    import random
+
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    put_record(gateway, keys, record("orders", address="10.1.0.1"))
+    connection = make_settings(etcd.endpoint, prefix).etcd
+    started = time.monotonic()
+    reader = RegistryReader(connection, list_jitter=0.6).start()
+    try:
+        assert reader.wait_synced(10)
+        assert time.monotonic() - started >= 0.6
+        assert reader.cache.lookup("default", "orders") == {"cluster-1": ("10.1.0.1:50002",)}
+    finally:
+        reader.stop()
+    waiting = RegistryReader(connection, list_jitter=60).start()
+    stopping = time.monotonic()
+    waiting.stop()
+    assert time.monotonic() - stopping < 5 and not waiting.synced

@@ -192,7 +192,6 @@ def test_cache_equals_etcd_under_random_operations_and_faults(world: World) -> N
     run(world, examples=10, steps=20)  # 200 state-machine steps per CI run
 
 
-@pytest.mark.soak  # out of CI until the known on-demand issue (README "Fleet scale") is fixed: it finds it
 @pytest.mark.timeout(480)
 def test_on_demand_cache_equals_etcd_under_random_operations_and_faults(world: World) -> None:
     run(world, examples=5, steps=20, scope="onDemand")

@@ -62,6 +62,9 @@ def add_dns_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     bridge.add_argument("--ns-address", default="", help="comma-separated IPs of ns.ZONE, the zone's name "
                         "server (default: the --listen address, else this host's primary address)")
     bridge.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus /metrics (0 = off)")
+    bridge.add_argument("--list-jitter", type=float, default=1.0,
+                        help="wait a random 0..SECONDS before each full list of the registry, so bridges "
+                             "started (or re-listing) together do not list at once (default 1; 0 = off)")
     bridge.add_argument("--no-response-cache", action="store_true",
                         help="compute every answer afresh (for debugging and benchmarks)")
     defaults = DnsLimits()
@@ -133,8 +136,11 @@ def cmd_dns(args: argparse.Namespace) -> int:
     zone = zone_name.to_text()
     check_template(settings, zone_name)
     limits = limits_from(args)
+    if not 0 <= args.list_jitter <= 60:
+        raise ConfigError("--list-jitter", f"{args.list_jitter:g} is not between 0 and 60 seconds; "
+                          "give 0 to turn it off, or about 0.5 per bridge that shares the etcd")
     serve_metrics(args.metrics_port)
-    reader = RegistryReader(settings.etcd, policy=settings.address_policy).start()
+    reader = RegistryReader(settings.etcd, policy=settings.address_policy, list_jitter=args.list_jitter).start()
     metrics.set_readiness(lambda: reader.synced)  # /readyz: ready once the first sync is done
     lookups = HostLookups(limits)
     try:

@@ -378,9 +378,16 @@ class RegistryCache:
             self.liveness.replace({})
         else:
             cluster, namespace, app_id, _ = self.keys.parse_endpoint(prefix + "x")
+            with self._carry_lock:  # records carried over from an old history stay until their cluster syncs
+                carried = {instance for app_key, instance in self._carried.get(cluster, ())
+                           if app_key == (namespace, app_id)}
             with self._lock:
                 app = self._apps.get((namespace, app_id))
-                if app is not None and app.by_cluster.pop(cluster, None) is not None:
+                old = app.by_cluster.pop(cluster, None) if app is not None else None
+                if app is not None and old is not None:
+                    kept = {instance: address for instance, address in old.items() if instance in carried}
+                    if kept:
+                        app.by_cluster[cluster] = kept
                     app._snapshot = None
         applied = self.apply(((False, key, value) for key, value in items), max(self.revision, revision))
         if prefix != self.keys.clusters:

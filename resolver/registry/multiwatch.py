@@ -65,6 +65,7 @@ class MultiWatch:
         self._pending: collections.deque[Range] = collections.deque()  # creates awaiting their watch id
         self._ids: dict[int, Range] = {}
         self._by_range: dict[Range, int] = {}
+        self._doomed: collections.Counter[Range] = collections.Counter()  # removed before their id came
         self._call: Any = None
         self._cancelled = threading.Event()
         self._last_seen = time.monotonic()
@@ -85,9 +86,12 @@ class MultiWatch:
             self._requests.put(request)
 
     def remove(self, watched: Range) -> None:
+        """Stop watching ``watched`` (a create still awaiting its id is cancelled when the id arrives)."""
         with self._lock:
             watch_id = self._by_range.pop(watched, None)
             if watch_id is None:
+                if self._pending.count(watched) > self._doomed[watched]:
+                    self._doomed[watched] += 1
                 return
             self._ids.pop(watch_id, None)
         self._requests.put(etcdrpc.WatchRequest(cancel_request=etcdrpc.WatchCancelRequest(watch_id=watch_id)))
@@ -164,7 +168,11 @@ class MultiWatch:
         if response.created:
             with self._lock:
                 watched = self._pending.popleft() if self._pending else None
-                if watched is not None:
+                if watched is not None and self._doomed[watched] > 0:
+                    self._doomed[watched] -= 1
+                    self._requests.put(etcdrpc.WatchRequest(
+                        cancel_request=etcdrpc.WatchCancelRequest(watch_id=watch_id)))
+                elif watched is not None:
                     self._ids[watch_id] = watched
                     self._by_range[watched] = watch_id
             if not response.canceled:

@@ -13,12 +13,23 @@ ranges — all watchers on one multiplexed stream (:mod:`resolver.registry.multi
   (least recently used first out): a caller resolving thousands of random ids cannot grow the
   cache or the watch count without bound.
 * A newly seen cluster gets a read and a watcher for every followed app.
-* Consistency rules are the full reader's: every watcher resumes after the last event applied
-  to it; a compacted watcher re-reads its range; a changed or vanished registry identity, a new
-  cluster id or a revision gone back re-reads everything. (A new history replaces records at
-  once here; the full mirror's per-cluster carry-over is not implemented for this scope.)
 * While etcd is unreachable, a new app gets the fallback at once (retried at most every
-  ``retry_seconds``); followed apps keep their last known state.
+  ``retry_seconds``); followed apps keep their last known state, and an app first asked about
+  during the outage is read as soon as etcd is back.
+
+Consistency rules are the full reader's, per watched range: every watcher resumes after the
+last event applied to it; a compacted watcher re-reads its range; a changed or vanished
+registry identity, a new cluster id or a revision gone back re-reads everything as one
+replacement (a new history carries each cluster's old records until it syncs again, as the full
+mirror does). Two invariants make resuming safe, and every read path keeps them:
+
+* a range is in ``_resume`` only once its read has been applied to the cache, and a read that
+  fails half-way leaves the ranges it did not finish out of ``_resume``;
+* on every resume, each (followed app × known cluster) range missing from ``_resume`` is read
+  ("gap filling"), so a read cut by a broken stream is finished, never forgotten.
+
+All reads and all cache writes of etcd data happen under one lock (``_read_lock``), so a first
+resolve's read, the watch thread's events and a re-read after reconnecting never interleave.
 """
 
 from __future__ import annotations
@@ -53,7 +64,6 @@ class _Followed:
     ready: threading.Event = field(default_factory=threading.Event)
     last_used: float = field(default_factory=time.monotonic)
     failed_at: float = 0.0
-    reading: bool = False  # one caller reads; concurrent first resolves wait for it
 
 
 class OnDemandReader(SupervisedReader):
@@ -67,12 +77,14 @@ class OnDemandReader(SupervisedReader):
         self.idle_seconds = idle_seconds
         self.retry_seconds = retry_seconds
         self.evictions = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _apps, _clusters, _resume and the current watch
+        self._read_lock = threading.RLock()  # one reader or cache writer at a time (see the module docstring)
         self._apps: OrderedDict[AppKey, _Followed] = OrderedDict()
         self._clusters: set[str] = set()
         self._resume: dict[Range, int] = {}  # every watched range -> revision of the last event applied
         self._cluster_id = 0
         self._identity: RegistryIdentity | None = None
+        self._evicted: list[AppKey] = []  # evicted while the read lock was busy; the ticker unfollows them
 
     def start(self) -> OnDemandReader:
         super().start()
@@ -100,25 +112,29 @@ class OnDemandReader(SupervisedReader):
     def follow(self, namespace: str, app_id: str, timeout: float) -> bool:
         """Make sure ``namespace/app_id`` is followed; True once its records are in the cache."""
         key = (namespace, app_id)
-        now = time.monotonic()
+        deadline = time.monotonic() + timeout
         with self._lock:
             followed = self._apps.get(key)
             if followed is not None:
-                followed.last_used = now
+                followed.last_used = time.monotonic()
                 self._apps.move_to_end(key)
                 if followed.ready.is_set():
                     return True
-                if followed.failed_at and now - followed.failed_at < self.retry_seconds:
+                if followed.failed_at and time.monotonic() - followed.failed_at < self.retry_seconds:
                     return False  # etcd was unreachable a moment ago: the fallback, at once
             else:
                 followed = self._apps[key] = _Followed()
-                self._evict_over_limit()
-            reader = not followed.reading
-            followed.reading = True
-        if not reader:
-            return followed.ready.wait(max(0.0, timeout))
+            evicted = self._over_limit()
+        if not self.wait_synced(deadline - time.monotonic()) or not self._read_lock.acquire(
+                timeout=max(0.0, deadline - time.monotonic())):
+            followed.failed_at = time.monotonic()
+            self._drop_later(evicted)
+            return False
         try:
-            if not self.wait_synced(timeout - (time.monotonic() - now)) or not self.connected:
+            self._unfollow(evicted)
+            if followed.ready.is_set():  # read meanwhile (by a concurrent caller or a re-read)
+                return True
+            if not self.connected or key not in self._apps:
                 followed.failed_at = time.monotonic()
                 return False
             self._read_app(key, followed)
@@ -127,34 +143,48 @@ class OnDemandReader(SupervisedReader):
             log.log(attempt_log_level(1), "first read of app %s/%s failed: %s", namespace, app_id, error)
             return False
         finally:
-            followed.reading = False
+            self._read_lock.release()
         return True
 
-    def _evict_over_limit(self) -> None:
+    def _over_limit(self) -> list[AppKey]:
+        """Pop the least recently used apps over ``max_apps`` (call with ``_lock`` held)."""
+        evicted = []
         while len(self._apps) > self.max_apps:
-            key, _ = self._apps.popitem(last=False)
-            self._unfollow(key)
+            evicted.append(self._apps.popitem(last=False)[0])
+        self.evictions += len(evicted)
+        return evicted
 
-    def _unfollow(self, key: AppKey) -> None:
-        namespace, app_id = key
-        self.evictions += 1
-        for cluster in list(self._clusters):
-            watched = self._app_range(cluster, key)
-            self._resume.pop(watched, None)
-            watch = self._watch
+    def _drop_later(self, evicted: list[AppKey]) -> None:
+        """Evicted while the read lock was busy: the ticker unfollows them within a second."""
+        if evicted:
+            with self._lock:
+                self._evicted.extend(evicted)
+
+    def _unfollow(self, keys: list[AppKey]) -> None:
+        """Stop watching and forget apps already removed from ``_apps`` (call with ``_read_lock`` held)."""
+        for key in keys:
+            with self._lock:
+                if key in self._apps:  # asked about again before this ran: still followed, still watched
+                    continue
+                ranges = [r for r in (self._app_range(c, key) for c in self._clusters) if r in self._resume]
+                for watched in ranges:
+                    del self._resume[watched]
+                watch = self._watch
             if watch is not None:
-                watch.remove(watched)
-        self.cache.drop_app(namespace, app_id)
+                for watched in ranges:
+                    watch.remove(watched)
+            self.cache.drop_app(*key)
 
     def _app_range(self, cluster: str, key: AppKey) -> Range:
         return Range(f"{self.keys.cluster_apps(cluster)}{key[0]}/{key[1]}/")
 
-    def _read_app(self, key: AppKey, followed: _Followed, clusters: list[str] | None = None) -> None:
-        """Read the app's range in every (or the given) cluster at one revision, then watch from there."""
-        targets = sorted(self._clusters) if clusters is None else clusters
+    def _read_app(self, key: AppKey, followed: _Followed) -> None:
+        """Read the app's ranges not yet watched, in every known cluster at one revision, then watch them."""
+        with self._lock:
+            missing = [watched for watched in (self._app_range(c, key) for c in sorted(self._clusters))
+                       if watched not in self._resume]
         revision = 0
-        for cluster in targets:
-            watched = self._app_range(cluster, key)
+        for watched in missing:
             header, pages = self.gateway.list_prefix(watched.prefix, at_revision=revision or None)
             revision = revision or header.revision
             self.cache.replace_range(watched.prefix, [(k, v) for page in pages for k, v, _ in page], revision)
@@ -172,36 +202,63 @@ class OnDemandReader(SupervisedReader):
     # -- the loop -------------------------------------------------------------------------
 
     def _connect(self) -> None:
-        """Resume every watcher if etcd is the same history, else read everything again."""
-        status = self.gateway.status(self.keys.root)
-        identity = read_identity(self.gateway, self.keys)
-        same = (self._resume and status.cluster_id == self._cluster_id
-                and status.revision >= max(self._resume.values(), default=0)
-                and (self._identity is None or identity == self._identity))
-        if not same:
-            if self._resume:
-                log.warning("registry %s: cannot resume (new history, new cluster or revision gone back); "
-                            "re-reading %d apps", self.connection, len(self._apps))
-                if self._identity is not None and identity != self._identity:
-                    self.new_histories += 1
-                    metrics.REGISTRY_NEW_HISTORY.inc()
-            self._read_everything()
-        self._cluster_id, self._identity = status.cluster_id, identity
-        self._mark_reachable("re-read every followed app" if not same else "resumed every watch")
+        """Resume every watcher (filling gaps) if etcd is the same history, else read everything again."""
+        with self._read_lock:
+            status = self.gateway.status(self.keys.root)
+            identity = read_identity(self.gateway, self.keys)
+            with self._lock:
+                resumable = (bool(self._resume) and status.cluster_id == self._cluster_id
+                             and status.revision >= max(self._resume.values())
+                             and (self._identity is None or identity == self._identity))
+            if resumable:
+                self._fill_gaps()
+            else:
+                new_history = self._identity is not None and identity != self._identity
+                if self._synced.is_set():
+                    log.warning("registry %s: cannot resume (%s); re-reading %d apps", self.connection,
+                                "a new history: etcd was wiped or replaced" if new_history
+                                else "new cluster, revision gone back or an incomplete read", len(self._apps))
+                self._read_everything(new_history, identity)
+            self._cluster_id, self._identity = status.cluster_id, identity
+        self._mark_reachable("resumed every watch" if resumable else "re-read every followed app")
+        self._synced.set()  # after _mark_reachable: a first resolve woken by it must see the reader connected
 
-    def _read_everything(self) -> None:
-        self._resume.clear()
+    def _read_everything(self, new_history: bool, identity: RegistryIdentity | None) -> None:
+        """Read ``clusters/`` and every followed app in every cluster at one revision; one replacement."""
+        with self._lock:
+            self._resume.clear()  # nothing may resume until this read is complete
+            apps = list(self._apps.items())
         header, pages = self.gateway.list_prefix(self.keys.clusters)
+        revision = header.revision
         items = [(k, v) for page in pages for k, v, _ in page]
-        self._clusters = {self._cluster_of(k) for k, _ in items} - {""}
-        self.cache.replace_range(self.keys.clusters, items, header.revision)
-        self._resume[Range(self.keys.clusters)] = header.revision
+        clusters = {self._cluster_of(k) for k, _ in items} - {""}
+        ranges = {Range(self.keys.clusters): revision}
+        for key, _ in apps:
+            for cluster in sorted(clusters):
+                watched = self._app_range(cluster, key)
+                _, app_pages = self.gateway.list_prefix(watched.prefix, at_revision=revision)
+                items.extend((k, v) for page in app_pages for k, v, _ in page)
+                ranges[watched] = revision
+        self.cache.replace_all(items, revision, new_history=new_history)
+        self.cache.identity = identity
+        with self._lock:
+            self._clusters = clusters
+            self._resume.update(ranges)
+        for _, followed in apps:
+            followed.ready.set()
+            followed.failed_at = 0.0
         self.relists += 1
         metrics.RELISTS.inc()
-        for key, followed in list(self._apps.items()):
-            if followed.ready.is_set():
-                self._read_app(key, followed)
-        self._synced.set()
+        if new_history:
+            self.new_histories += 1
+            metrics.REGISTRY_NEW_HISTORY.inc()
+
+    def _fill_gaps(self) -> None:
+        """Read every (followed app × known cluster) range that a cut read left unwatched."""
+        with self._lock:
+            apps = list(self._apps.items())
+        for key, followed in apps:
+            self._read_app(key, followed)
 
     def _cluster_of(self, key: bytes) -> str:
         try:
@@ -220,29 +277,44 @@ class OnDemandReader(SupervisedReader):
             watch.run()
 
     def _on_events(self, watched: Range, events: list[WatchEvent]) -> None:
-        self.cache.apply(((e.kind == DELETE, e.key, e.value) for e in events), events[-1].mod_revision)
-        with self._lock:
-            if watched in self._resume:
+        with self._read_lock:
+            if watched not in self._resume:
+                return  # a range no longer followed (its app was dropped while the cancel was on its way)
+            self.cache.apply(((e.kind == DELETE, e.key, e.value) for e in events), events[-1].mod_revision)
+            with self._lock:
                 self._resume[watched] = max(self._resume[watched], events[-1].mod_revision)
-        if watched.prefix == self.keys.clusters:
-            new = {self._cluster_of(e.key) for e in events if e.kind != DELETE} - self._clusters - {""}
-            for cluster in sorted(new):
-                log.info("registry %s: new cluster %s; following its records of %d apps", self.connection,
-                         cluster, len(self._apps))
-                self._clusters.add(cluster)
-                for key, followed in list(self._apps.items()):
-                    if followed.ready.is_set():
-                        self._read_app(key, followed, [cluster])
+            if watched.prefix == self.keys.clusters:
+                self._add_clusters({self._cluster_of(e.key) for e in events if e.kind != DELETE})
+
+    def _add_clusters(self, seen: set[str]) -> None:
+        """Follow the records of clusters seen for the first time, for every followed app."""
+        with self._lock:
+            new = seen - self._clusters - {""}
+            self._clusters |= new  # before the reads: if one fails, gap filling finishes it on resume
+            apps = list(self._apps.items())
+        for cluster in sorted(new):
+            log.info("registry %s: new cluster %s; following its records of %d apps", self.connection,
+                     cluster, len(apps))
+        if new:
+            for key, followed in apps:
+                self._read_app(key, followed)
 
     def _on_compacted(self, watched: Range) -> None:
         """etcd compacted a watcher's start revision: read the range afresh and watch again."""
         log.info("registry %s: watch of %s hit a compacted revision; re-reading it", self.connection, watched.prefix)
-        header, pages = self.gateway.list_prefix(watched.prefix)
-        self.cache.replace_range(watched.prefix, [(k, v) for page in pages for k, v, _ in page], header.revision)
-        self._watch_from(watched, header.revision)
+        with self._read_lock:
+            if watched not in self._resume:
+                return  # no longer followed
+            header, pages = self.gateway.list_prefix(watched.prefix)
+            items = [(k, v) for page in pages for k, v, _ in page]
+            self.cache.replace_range(watched.prefix, items, header.revision)
+            self._watch_from(watched, header.revision)
+            if watched.prefix == self.keys.clusters:
+                self._add_clusters({self._cluster_of(k) for k, _ in items})
 
     def _forget_position(self) -> None:
-        self._resume.clear()
+        with self._lock:
+            self._resume.clear()
 
     def _housekeeping(self) -> None:
         """Heartbeats, and dropping apps nobody asked about for ``idle_seconds``."""
@@ -252,5 +324,8 @@ class OnDemandReader(SupervisedReader):
             idle = [key for key, followed in self._apps.items() if now - followed.last_used > self.idle_seconds]
             for key in idle:
                 del self._apps[key]
-        for key in idle:
-            self._unfollow(key)
+            self.evictions += len(idle)
+            dropped, self._evicted = idle + self._evicted, []
+        if dropped:
+            with self._read_lock:
+                self._unfollow(dropped)

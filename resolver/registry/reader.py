@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import random
 import time
 from collections.abc import Iterator
 
@@ -58,8 +59,11 @@ class RegistryReader(SupervisedReader):
     """One etcd connection's list+watch thread and the full mirror it feeds (``cacheScope=all``)."""
 
     def __init__(self, connection: EtcdConnection, progress_interval: float = 2.0,
-                 policy: AddressPolicy = DEFAULT_POLICY) -> None:
+                 policy: AddressPolicy = DEFAULT_POLICY, list_jitter: float = 0.0) -> None:
         super().__init__(connection, progress_interval, policy, "registry-reader")
+        self.list_jitter = list_jitter
+        """Wait up to this many seconds (uniformly random) before each full list: many full
+        mirrors started, or told to re-list, at the same moment spread their lists over this window."""
         self._cluster_id = 0
         self._resume_revision = 0
         self._new_history = False
@@ -91,6 +95,8 @@ class RegistryReader(SupervisedReader):
             self._mark_reachable(f"resumed the watch after revision {self._resume_revision}")
             return self._resume_revision
         self._resume_revision = 0
+        if self.list_jitter > 0 and self._stop.wait(random.uniform(0.0, self.list_jitter)):
+            return 0
         started = time.monotonic()
         with _no_gc():
             header, pages = self.gateway.list_prefix(self.keys.root)
