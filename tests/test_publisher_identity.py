@@ -16,7 +16,7 @@ from resolver.local_etcd import LocalEtcd
 from resolver.publisher.agent import PublisherAgent
 from resolver.publisher.identity import file_cluster_uid
 from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, ConflictMarker, Keys
+from resolver.registry.schema import ClusterInfo, ConflictMarker, EndpointRecord, Keys
 from tests.conftest import eventually
 from tests.support.fake_kube import FakeKubeApi, make_pod
 from tests.support.publishing import etcd_addresses
@@ -132,3 +132,34 @@ def test_the_refusing_process_exits_non_zero_naming_both_identities(
         assert first.alive()
     finally:
         first.stop()
+
+
+def test_two_identities_racing_for_one_name_cannot_both_publish(gateway: EtcdGateway, keys: Keys) -> None:
+    """Both read-only checks find the name free; the first ``info`` write (compare-and-put) decides."""
+    from resolver.publisher.identity import find_conflict
+    from resolver.registry.writer import RegistryWriter
+
+    winner = ClusterInfo(cluster="cluster-1", publisher="pub-b", version="0", started_at=1.0, cluster_uid="uid-b")
+    checks: list[str] = []
+
+    def check_then_lose_the_race() -> BaseException | None:
+        problem = find_conflict(gateway, "cluster-1", "uid-a")
+        if not checks:  # the name is free now — and the other identity writes its info right after
+            gateway.put(keys.info("cluster-1"), winner.to_json(), lease=gateway.grant(30))
+        checks.append("free" if problem is None else "held")
+        return problem
+
+    refused: list[BaseException] = []
+    mine = ClusterInfo(cluster="cluster-1", publisher="pub-a", version="0", started_at=1.0, cluster_uid="uid-a")
+    writer = RegistryWriter(gateway, "cluster-1", 5.0, info=mine, claim_check=check_then_lose_the_race,
+                            on_refused=refused.append)
+    writer.replace([EndpointRecord("orders", "default", "cluster-1", "o-1", "10.0.0.1", 50002)])
+    writer.start()
+    try:
+        eventually(lambda: refused, 10, "the slower identity to refuse")
+        assert checks == ["free", "held"], "passed the read-only check, then lost the compare-and-put"
+        assert "uid-a" in str(refused[0]) and "uid-b" in str(refused[0])
+        assert ClusterInfo.from_json(gateway.get(keys.info("cluster-1")) or b"{}").cluster_uid == "uid-b"
+        assert etcd_addresses(gateway, keys, "cluster-1") == {}, "not one record written by the loser"
+    finally:
+        writer.stop()

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from resolver.errors import LeaseNotFound, RegistryError
 from resolver.observability import metrics
+from resolver.registry.claim import ClaimCheck, claim_key
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.leases import KEYS_PER_LEASE, LeasePool
 from resolver.registry.presence import ClusterPresence
@@ -51,10 +52,6 @@ COMMIT_CHUNK = 1024
 """Puts per step of a large commit; leases are kept alive between steps."""
 VERIFY_INTERVAL = 30.0
 """How often etcd is compared with the desired state (a list of the cluster's own range)."""
-
-ClaimCheck = Callable[[], BaseException | None]
-"""Returns an error when this writer must not touch the cluster (another identity holds it)."""
-
 
 class RegistryWriter:
     def __init__(self, gateway: EtcdGateway, cluster: str, lease_ttl: float, *,
@@ -183,6 +180,8 @@ class RegistryWriter:
             try:
                 if self._info_written is None:
                     self._write_info()  # first, so the cluster is announced (unsynced) before its records
+                    if self.refused is not None:
+                        return
                 if reconcile:
                     self._write_all(everything)
                 else:
@@ -219,8 +218,10 @@ class RegistryWriter:
         assert self._claim_check is not None
         problem = self._claim_check()
         self._claim_checked = True
-        if problem is None:
-            return
+        if problem is not None:
+            self._refuse(problem)
+
+    def _refuse(self, problem: BaseException) -> None:
         self.refused = problem
         self._stop.set()
         self.leases.abandon()
@@ -402,5 +403,12 @@ class RegistryWriter:
         first_or_synced = previous is None or previous.synced_at != info.synced_at
         if not first_or_synced and time.monotonic() - self._info_written_at < INFO_MIN_INTERVAL:
             return
-        self.gateway.put(self._info_key, info.to_json(), lease=self.leases.assign(self._info_key))
+        if previous is None and info.cluster_uid and self._claim_check is not None:  # our claim on the name
+            problem = claim_key(self.gateway, self._info_key, info.to_json(), info.cluster_uid,
+                                lambda: self.leases.assign(self._info_key), self._claim_check)
+            if problem is not None:
+                self._refuse(problem)
+                return
+        else:
+            self.gateway.put(self._info_key, info.to_json(), lease=self.leases.assign(self._info_key))
         self._info_written, self._info_written_at = info, time.monotonic()
