@@ -198,3 +198,25 @@ def test_a_self_registered_cluster_is_discovered_by_the_on_demand_scope(etcd: Lo
         vm.close_instance()
         eventually(lambda: gateway.get(keys.member("vms", "192.168.7.10-50002")) is None, 5, "gone with the lease")
         eventually(lambda: observer.resolve("billing").startswith("billing-dapr."), 5, "observer falls back")
+
+
+def test_a_batch_older_than_the_ranges_read_is_never_applied(gateway: EtcdGateway, keys: Keys, ondemand) -> None:
+    """A batch taken from a watcher cancelled meanwhile (app dropped, asked again, read afresh) is older
+    than the fresh read: applying it would bring back a deleted instance for good."""
+    from resolver.registry.multiwatch import Range
+    from resolver.registry.watch import PUT, WatchEvent
+
+    announce(gateway, keys, "cluster-1")
+    gone = record("orders", cluster="cluster-1", instance="o-gone", address="10.1.0.9")
+    put_record(gateway, keys, gone)
+    old_revision = gateway.status(keys.root).revision
+    gateway.delete(gone.key(keys))
+    reader = ondemand()
+    assert reader.follow("default", "orders", 5)
+    assert reader.cache.lookup("default", "orders") == {}
+    watched = Range(keys.cluster_apps("cluster-1") + "default/orders/")
+    stale = WatchEvent(PUT, gone.key(keys).encode(), gone.to_json(), 0, old_revision)
+    reader._on_events(watched, [stale])  # what the cancelled watcher's last batch would deliver
+    assert reader.cache.lookup("default", "orders") == {}
+    put_record(gateway, keys, record("orders", cluster="cluster-1", instance="o-new", address="10.1.0.2"))
+    eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 5, "newer events still apply")

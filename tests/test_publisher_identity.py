@@ -163,3 +163,29 @@ def test_two_identities_racing_for_one_name_cannot_both_publish(gateway: EtcdGat
         assert etcd_addresses(gateway, keys, "cluster-1") == {}, "not one record written by the loser"
     finally:
         writer.stop()
+
+
+def test_a_lost_info_key_taken_by_another_identity_is_refused_before_any_repair(gateway: EtcdGateway,
+                                                                                keys: Keys) -> None:
+    """The verify loop re-claims a vanished ``info`` first; finding the name taken, it writes nothing more."""
+    from resolver.publisher.identity import find_conflict
+    from resolver.registry.writer import RegistryWriter
+
+    refused: list[BaseException] = []
+    mine = ClusterInfo(cluster="cluster-1", publisher="pub-a", version="0", started_at=1.0, cluster_uid="uid-a")
+    writer = RegistryWriter(gateway, "cluster-1", 5.0, info=mine, verify_interval=0.3,
+                            claim_check=lambda: find_conflict(gateway, "cluster-1", "uid-a"),
+                            on_refused=refused.append)
+    writer.replace([EndpointRecord("orders", "default", "cluster-1", "o-1", "10.0.0.1", 50002)])
+    writer.start()
+    try:
+        eventually(lambda: writer.synced_at and etcd_addresses(gateway, keys, "cluster-1"), 10, "published")
+        taker = ClusterInfo(cluster="cluster-1", publisher="pub-b", version="0", started_at=1.0, cluster_uid="uid-b")
+        gateway.delete(keys.apps + "cluster-1/default/orders/o-1")  # drift the verify loop would repair...
+        gateway.put(keys.info("cluster-1"), taker.to_json(), lease=gateway.grant(30))  # ...but the name is taken
+        eventually(lambda: refused, 10, "the refusal")
+        assert "uid-b" in str(refused[0])
+        assert etcd_addresses(gateway, keys, "cluster-1") == {}, "no repair after the name was taken"
+        assert ClusterInfo.from_json(gateway.get(keys.info("cluster-1")) or b"{}").cluster_uid == "uid-b"
+    finally:
+        writer.stop()

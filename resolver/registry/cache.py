@@ -326,12 +326,12 @@ class RegistryCache:
                 skipped += 1
         carried = self._carry_into(apps, clusters) if new_history else {}
         self.liveness.replace(beats)
+        with self._carry_lock:  # never inside _lock: _finish_carry takes _lock while holding this one
+            self._carried = carried
+            self._carry_deadline = time.monotonic() + self.carry_over
         with self._lock:
             old_apps, self._apps = self._apps, apps
             self._clusters = clusters
-            with self._carry_lock:
-                self._carried = carried
-            self._carry_deadline = time.monotonic() + self.carry_over
             self.identity = identity
             self._traces = traces
             self.revision = revision
@@ -412,10 +412,10 @@ class RegistryCache:
 
     def _finish_carry(self, cluster: str) -> None:
         """The cluster synced in the new history (or took too long): drop what it did not re-put."""
-        with self._carry_lock:
-            entries = list(self._carried.pop(cluster, ()))
-        for (namespace, app_id), instance in entries:
-            self._delete_endpoint(cluster, namespace, app_id, instance)
+        with self._carry_lock:  # held through the deletes: a concurrent re-put (_confirm) waits, then wins
+            for (namespace, app_id), instance in list(self._carried.get(cluster, ())):
+                self._delete_endpoint(cluster, namespace, app_id, instance)
+            self._carried.pop(cluster, None)  # last: until here _confirm's unlocked check sees work pending
         self.version += 1
 
     def apply(self, events: Iterable[tuple[bool, bytes, bytes]], revision: int) -> int:

@@ -170,6 +170,8 @@ class MultiWatch:
                 watched = self._pending.popleft() if self._pending else None
                 if watched is not None and self._doomed[watched] > 0:
                     self._doomed[watched] -= 1
+                    if not self._doomed[watched]:
+                        del self._doomed[watched]
                     self._requests.put(etcdrpc.WatchRequest(
                         cancel_request=etcdrpc.WatchCancelRequest(watch_id=watch_id)))
                 elif watched is not None:

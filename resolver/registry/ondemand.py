@@ -207,7 +207,7 @@ class OnDemandReader(SupervisedReader):
             status = self.gateway.status(self.keys.root)
             identity = read_identity(self.gateway, self.keys)
             with self._lock:
-                resumable = (bool(self._resume) and status.cluster_id == self._cluster_id
+                resumable = (Range(self.keys.clusters) in self._resume and status.cluster_id == self._cluster_id
                              and status.revision >= max(self._resume.values())
                              and (self._identity is None or identity == self._identity))
             if resumable:
@@ -220,8 +220,9 @@ class OnDemandReader(SupervisedReader):
                                 else "new cluster, revision gone back or an incomplete read", len(self._apps))
                 self._read_everything(new_history, identity)
             self._cluster_id, self._identity = status.cluster_id, identity
-        self._mark_reachable("resumed every watch" if resumable else "re-read every followed app")
-        self._synced.set()  # after _mark_reachable: a first resolve woken by it must see the reader connected
+            # Inside the lock, before _synced: a first resolve that gets the lock next sees the reader connected.
+            self._mark_reachable("resumed every watch" if resumable else "re-read every followed app")
+        self._synced.set()
 
     def _read_everything(self, new_history: bool, identity: RegistryIdentity | None) -> None:
         """Read ``clusters/`` and every followed app in every cluster at one revision; one replacement."""
@@ -268,21 +269,28 @@ class OnDemandReader(SupervisedReader):
 
     def _follow_stream(self) -> None:
         watch = MultiWatch(self.gateway, self.progress_interval, self.keys.root, self._on_events, self._on_compacted)
-        with self._lock:
-            self._watch = watch
-            ranges = dict(self._resume)
-        for watched, revision in ranges.items():
-            watch.add(watched, revision + 1)
+        with self._read_lock:  # an eviction now either comes first (range not added) or cancels what was added
+            with self._lock:
+                self._watch = watch
+                ranges = dict(self._resume)
+            for watched, revision in ranges.items():
+                watch.add(watched, revision + 1)
         if not self._stop.is_set():
             watch.run()
 
     def _on_events(self, watched: Range, events: list[WatchEvent]) -> None:
         with self._read_lock:
-            if watched not in self._resume:
+            applied = self._resume.get(watched)
+            if applied is None:
                 return  # a range no longer followed (its app was dropped while the cancel was on its way)
+            # Only what is newer than the range's read or last event: a batch taken from a watcher
+            # cancelled meanwhile (the app dropped, then asked about and read again) is older.
+            events = [e for e in events if e.mod_revision > applied]
+            if not events:
+                return
             self.cache.apply(((e.kind == DELETE, e.key, e.value) for e in events), events[-1].mod_revision)
             with self._lock:
-                self._resume[watched] = max(self._resume[watched], events[-1].mod_revision)
+                self._resume[watched] = events[-1].mod_revision
             if watched.prefix == self.keys.clusters:
                 self._add_clusters({self._cluster_of(e.key) for e in events if e.kind != DELETE})
 
@@ -313,12 +321,13 @@ class OnDemandReader(SupervisedReader):
                 self._add_clusters({self._cluster_of(k) for k, _ in items})
 
     def _forget_position(self) -> None:
-        with self._lock:
+        with self._read_lock, self._lock:  # not while a first resolve's read is putting its ranges back
             self._resume.clear()
 
     def _housekeeping(self) -> None:
         """Heartbeats, and dropping apps nobody asked about for ``idle_seconds``."""
-        self.cache.tick()
+        with self._read_lock:  # ending a carry-over deletes records: not in the middle of a read
+            self.cache.tick()
         now = time.monotonic()
         with self._lock:
             idle = [key for key, followed in self._apps.items() if now - followed.last_used > self.idle_seconds]

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from resolver.errors import LeaseNotFound, RegistryError
 from resolver.observability import metrics
-from resolver.registry.claim import ClaimCheck, claim_key
+from resolver.registry.claim import ClaimCheck, claim_key, holder
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.leases import KEYS_PER_LEASE, LeasePool
 from resolver.registry.presence import ClusterPresence
@@ -192,14 +192,31 @@ class RegistryWriter:
                     self._dirty |= dirty
                 raise
             self._write_info()
-            self._tick_presence()
-            self._announce_synced()
-            if self.synced_at and time.monotonic() >= self._verify_at:
-                self._verify()
+            if self.refused is None:  # else re-claiming a lost info key found the name taken
+                self._after_writes()
         except LeaseNotFound:
             for keys in self.leases.keepalive(only_due=False):
                 self._requeue(keys)
             raise
+
+    def _after_writes(self) -> None:
+        self._tick_presence()
+        self._announce_synced()
+        if self.synced_at and time.monotonic() >= self._verify_at:
+            self._verify()
+
+    def _info_taken_or_lost(self) -> bool:
+        """Before any repair: our ``info`` must still be ours. Re-claim it if it vanished; True if refused."""
+        assert self._info is not None
+        raw = self.gateway.get(self._info_key)
+        if raw is None:
+            self._info_written = None  # the claim again: the name may have been taken meanwhile
+            self._write_info()
+        elif self._claim_check is not None and holder(raw) not in ("", self._info.cluster_uid):
+            problem = self._claim_check()  # another identity overwrote it: one of us must stop
+            if problem is not None:
+                self._refuse(problem)
+        return self.refused is not None
 
     def _announce_synced(self) -> None:
         """Tell the owner once the first full list *and* the info key's ``syncedAt`` are in etcd."""
@@ -253,6 +270,8 @@ class RegistryWriter:
     def _verify(self) -> None:
         """Compare etcd with what we want; put back what is missing or different, drop extras."""
         self._verify_at = time.monotonic() + self.verify_interval
+        if self._info is not None and self._info_taken_or_lost():
+            return
         with self._cond:
             if self._reconcile:
                 return  # a full reconcile is queued: it compares with etcd anyway
@@ -281,9 +300,6 @@ class RegistryWriter:
             metrics.PUBLISHER_REPAIRS.labels("put").inc(len(puts))
             metrics.PUBLISHER_REPAIRS.labels("delete").inc(len(deletes))
             self._commit(puts, deletes, desired)
-        if self._info is not None and self.gateway.get(self._info_key) is None:
-            self._info_written = None
-            self._write_info()
 
     def _requeue(self, keys: set[str]) -> None:
         with self._cond:
