@@ -162,9 +162,13 @@ class RegistryMachine(RuleBasedStateMachine):
             cache, truth = self.reader.cache.dump(), self.truth()
             extra = {k: v for k, v in cache.items() if truth.get(k) != v}
             missing = {k: v for k, v in truth.items() if cache.get(k) != v}
+            reader = self.reader
             raise AssertionError(f"cache differs from etcd: extra {extra}, missing {missing}, carried "
-                                 f"{sorted(self.reader.cache.carried_clusters)}, withdrawn "
-                                 f"{sorted(self.reader.cache.withdrawn)}") from None
+                                 f"{sorted(reader.cache.carried_clusters)}, withdrawn {sorted(reader.cache.withdrawn)}"
+                                 f"; reader connected={reader.connected} failure={reader.failure} lag="
+                                 f"{reader.lag_seconds():.1f}s relists={reader.relists} restarts="
+                                 f"{reader.watch_restarts} cache revision {reader.cache.revision}, etcd revision "
+                                 f"{self.gateway.status(self.keys.root).revision}") from None
 
     def teardown(self) -> None:
         self.reader.stop()
