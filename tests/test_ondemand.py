@@ -220,3 +220,31 @@ def test_a_batch_older_than_the_ranges_read_is_never_applied(gateway: EtcdGatewa
     assert reader.cache.lookup("default", "orders") == {}
     put_record(gateway, keys, record("orders", cluster="cluster-1", instance="o-new", address="10.1.0.2"))
     eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 5, "newer events still apply")
+
+
+def test_evictions_through_etcd_grpc_proxy_cancel_the_right_watchers(etcd: LocalEtcd, gateway: EtcdGateway,
+                                                                     keys: Keys, ondemand) -> None:
+    """etcd grpc-proxy re-maps watch ids and coalesces watchers: creates, cancels (also of a watcher
+    removed before its id came) and events must still meet the right range through it."""
+    from resolver.local_etcd import GrpcProxy
+
+    announce(gateway, keys, "cluster-1", "cluster-2")
+    with GrpcProxy(etcd.address) as proxy:
+        reader = ondemand(proxy.endpoint, max_apps=3)
+        assert reader.follow("default", "orders", 10)
+        rng = random.Random(11)
+        for _ in range(40):  # every follow evicts the least recently used one; orders is kept warm
+            assert reader.follow("default", "".join(rng.choices(string.ascii_lowercase, k=10)), 10)
+            assert reader.follow("default", "orders", 1)
+        assert reader.followed_apps == 3 and reader.watched_ranges == 1 + 3 * 2
+        evicted = "".join(random.Random(11).choices(string.ascii_lowercase, k=10))  # the first random app
+        put_record(gateway, keys, record(evicted, cluster="cluster-1", address="10.1.7.7"))
+        for index in range(5):
+            put_record(gateway, keys, record("orders", cluster=f"cluster-{1 + index % 2}", instance=f"o-{index}",
+                                             address=f"10.{1 + index % 2}.0.{index + 1}"))
+        eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 10, "orders through the proxy")
+        assert reader.cache.lookup("default", evicted) == {}
+        watch = reader._watch
+        assert watch is not None
+        eventually(lambda: watch.active_watchers == reader.watched_ranges, 10,
+                   "one live watcher per followed range: every evicted one cancelled")

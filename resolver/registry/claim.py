@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from resolver.errors import RegistryUnavailable
 from resolver.registry.gateway import EtcdGateway
+from resolver.registry.range_reads import get_with_meta
 
 ClaimCheck = Callable[[], BaseException | None]
 """Returns an error when this writer must not touch the cluster (another identity holds it)."""
@@ -42,7 +43,7 @@ def claim_key(gateway: EtcdGateway, key: str, value: bytes, uid: str, lease: Cal
     :class:`RegistryUnavailable` (retried by the writer) if ``key`` keeps changing under us.
     """
     for _ in range(CLAIM_ATTEMPTS):
-        raw, mod_revision = gateway.get_with_revision(key)
+        raw, _, mod_revision = get_with_meta(gateway, key)
         if holder(raw) not in ("", uid):
             problem = who_holds()
             if problem is not None:

@@ -296,15 +296,10 @@ class EtcdGateway:
             success=[c.transactions.put(key, value, lease=lease)], failure=[]), key)
         return bool(succeeded)
 
-    def get_with_revision(self, key: str) -> tuple[bytes | None, int]:
-        """``(value, mod_revision)`` of one key; ``(None, 0)`` when absent (for :meth:`put_if_unchanged`)."""
-        def get(client: Any) -> tuple[bytes | None, int]:
-            value, meta = client.get(key)
-            return value, int(meta.mod_revision) if value is not None else 0
-        return self.call("get", get, key)
-
     def put_if_unchanged(self, key: str, value: bytes, lease: int, mod_revision: int) -> bool:
-        """Put ``key`` only if nobody wrote it since ``mod_revision`` (0: only if absent); True if put."""
+        """Put ``key`` only if nobody wrote it since ``mod_revision`` (0: only if absent); True if put.
+
+        etcd compares a missing key as one with every revision 0, so 0 means "create"."""
         succeeded, _ = self.call("compare-and-put", lambda c: c.transaction(
             compare=[c.transactions.mod(key) == mod_revision],
             success=[c.transactions.put(key, value, lease=lease)], failure=[]), key)

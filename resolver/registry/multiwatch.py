@@ -77,6 +77,11 @@ class MultiWatch:
     def last_contact(self) -> float:
         return self._last_seen
 
+    @property
+    def active_watchers(self) -> int:
+        """Watchers etcd confirmed and not cancelled since (creates still pending are not counted)."""
+        return len(self._by_range)
+
     def add(self, watched: Range, start_revision: int) -> None:
         """Watch ``watched`` from ``start_revision`` on (events before it must already be applied)."""
         request = etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(

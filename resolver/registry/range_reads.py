@@ -55,9 +55,14 @@ def record_leases(gateway: EtcdGateway, prefix: str) -> set[int]:
         after = response.kvs[-1].key + b"\0"
 
 
-def get_with_lease(gateway: EtcdGateway, key: str) -> tuple[bytes | None, int]:
-    """``(value, lease id)`` of one key; ``(None, 0)`` when absent."""
-    def get(client: Any) -> tuple[bytes | None, int]:
+def get_with_meta(gateway: EtcdGateway, key: str) -> tuple[bytes | None, int, int]:
+    """``(value, lease id, mod_revision)`` of one key; ``(None, 0, 0)`` when absent.
+
+    The mod_revision is what :meth:`EtcdGateway.put_if_unchanged` compares against.
+    """
+    def get(client: Any) -> tuple[bytes | None, int, int]:
         value, meta = client.get(key)
-        return value, int(meta.lease_id) if value is not None else 0
-    return gateway.call("get", get)
+        if value is None:
+            return None, 0, 0
+        return value, int(meta.lease_id), int(meta.mod_revision)
+    return gateway.call("get", get, key)

@@ -40,7 +40,7 @@ from resolver.registry.claim import ClaimCheck, claim_key, holder
 from resolver.registry.gateway import EtcdGateway
 from resolver.registry.leases import KEYS_PER_LEASE, LeasePool
 from resolver.registry.presence import ClusterPresence
-from resolver.registry.range_reads import get_with_lease, record_leases, same_record, too_large
+from resolver.registry.range_reads import get_with_meta, record_leases, same_record, too_large
 from resolver.registry.retry import attempt_log_level, retry_until_stopped
 from resolver.registry.schema import MAX_RECORD_BYTES, ClusterInfo, EndpointRecord, Keys
 
@@ -248,7 +248,7 @@ class RegistryWriter:
     def _adopt_predecessor(self) -> None:
         """Keep the leases our cluster's existing records hang on alive until our first sync."""
         leases = record_leases(self.gateway, self.keys.cluster_apps(self.cluster))
-        info, info_lease = get_with_lease(self.gateway, self._info_key)
+        info, info_lease, _ = get_with_meta(self.gateway, self._info_key)
         if info is not None and info_lease:
             leases.add(info_lease)
         self._adopting = False
@@ -283,7 +283,7 @@ class RegistryWriter:
             found = {key.decode(): (value, lease) for page in pages for key, value, lease in page}
         else:
             for key in desired:
-                value, lease = get_with_lease(self.gateway, key)
+                value, lease, _ = get_with_meta(self.gateway, key)
                 if value is not None:
                     found[key] = (value, lease)
         puts: list[tuple[str, bytes, int]] = []
