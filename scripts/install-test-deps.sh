@@ -8,6 +8,7 @@
 #   etcd-client    etcdctl 3.4, to drive that server
 #   iproute2       ip netns, for tests that need their own resolv.conf and port 53
 #   prometheus     promtool, which checks and unit-tests the shipped alert rules (deploy/monitoring)
+# Then scripts/build-peers.sh: daprd, sentry and CoreDNS built from the Go module proxy (needs Go >= 1.26).
 # Idempotent, and quiet when everything is already there. Needs root (CI runs as root).
 set -euo pipefail
 packages=(knot-dnsutils dnsutils musl-tools knot dnsperf etcd-server etcd-client iproute2 prometheus)
@@ -25,3 +26,7 @@ if ((${#missing[@]})); then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
     if ((created_policy)); then rm -f "$policy"; fi
 fi
+
+# The real Dapr peers (daprd, sentry), CoreDNS and our Go test programs, from the Go module
+# proxy at pinned releases; cached per machine, so this is a no-op once they are built.
+bash "$(dirname "$0")/build-peers.sh"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,3 +23,23 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     result = run("mypy", "resolver", "scripts", "bench", "tests")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+GO_PEERS = ROOT / "tests" / "peers" / "dapr"
+
+
+def _go(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin", "CGO_ENABLED": "0",
+           "GOFLAGS": "-mod=readonly"}
+    return subprocess.run(["go", *args], cwd=GO_PEERS, capture_output=True, text=True, check=False, timeout=600,
+                          env=env)
+
+
+def test_our_go_test_programs_are_gofmt_and_vet_clean() -> None:
+    """tests/peers/ holds only small main modules of ours (the peers' own code comes from the
+    module proxy); they are held to gofmt and go vet like the Python to ruff and mypy."""
+    listed = subprocess.run(["gofmt", "-l", "."], cwd=GO_PEERS, capture_output=True, text=True, check=False,
+                            timeout=60, env={**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin"})
+    assert listed.returncode == 0 and listed.stdout == "", listed.stdout + listed.stderr
+    vet = _go("vet", "-tags", "stablecomponents", "./...")
+    assert vet.returncode == 0, vet.stdout + vet.stderr

@@ -158,14 +158,16 @@ def test_init_succeeds_while_etcd_is_down_and_resolves_fall_back(serve, tmp_path
     server = serve()
     try:
         with server.client() as client:
-            client.init({"etcdEndpoints": down.endpoint, "prefix": prefix, "initialSyncWait": "300ms",
+            client.init({"etcdEndpoints": down.endpoint, "prefix": prefix, "initialSyncWait": "3s",
                          "etcdTimeout": "1s"})
             started = time.monotonic()
             assert client.resolve("orders") == "orders-dapr.default.svc.cluster.local:50002"
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < 10.0
             started = time.monotonic()
             client.resolve("orders")
-            assert time.monotonic() - started < 0.2  # the initial wait is spent once, not per call
+            # The initial wait (3 s) is spent once, not per call: half of it is a bound a loaded
+            # machine does not reach, and a second wait always would.
+            assert time.monotonic() - started < 1.5
             assert client.health("registry") == "NOT_SERVING"
             down.start()
             gateway = EtcdGateway(make_settings(down.endpoint, prefix).etcd)

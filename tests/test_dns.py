@@ -88,14 +88,17 @@ def test_policy_failover_removal_and_change_within_a_watch_event(dns_bridge, etc
     eventually(lambda: addresses(bridge.query(f"orders.default.{ZONE}")) == ["10.2.0.1"], 2, "failback")
 
 
-def test_weights_reach_round_robin_callers_through_membership(dns_bridge, etcd: LocalEtcd, prefix: str,
-                                                               gateway: EtcdGateway, keys: Keys) -> None:
-    """As daprd experiences it: many independent resolutions, each followed by round-robin over its answer.
+def test_weights_reach_random_picking_callers(dns_bridge, etcd: LocalEtcd, prefix: str,
+                                              gateway: EtcdGateway, keys: Keys) -> None:
+    """As daprd experiences it: many independent resolutions, each followed by 60 invocations
+    that pick an address of the answer at random.
 
-    Three clusters with uneven weights (50/30/20) and uneven instance counts (1/2/3); the
-    traffic split must match the weights within 5 points (the one-cluster-per-answer draw
-    has a standard deviation of < 1 point over 3,000 answers), also across cache invalidations.
+    Three clusters with uneven weights (50/30/20) and instance counts (1/2/3) that no subset can
+    express (cluster-1 has one instance), so each answer holds one cluster: the traffic split
+    must match the weights within 5 points (the draw's standard deviation is < 1 point over
+    3,000 answers), also across cache invalidations.
     """
+    rng = random.Random(3)
     counts = {"cluster-1": 1, "cluster-2": 2, "cluster-3": 3}
     for cluster, count in counts.items():
         for i in range(count):
@@ -108,14 +111,14 @@ def test_weights_reach_round_robin_callers_through_membership(dns_bridge, etcd: 
         for _ in range(1000):
             answer = addresses(bridge.query(f"orders.default.{ZONE}"))
             sizes[len(answer)] += 1
-            for call in range(60):  # round_robin: every address of the answer in turn
-                traffic[f"cluster-{answer[call % len(answer)].split('.')[1]}"] += 1
+            for _call in range(60):  # daprd: one address at random per invocation
+                traffic[f"cluster-{rng.choice(answer).split('.')[1]}"] += 1
         marker = record(f"marker{batch}", cluster="cluster-2", address="10.9.9.1")
         put_record(gateway, keys, marker)  # a registry change: every cached answer is recomputed
         marker_name = f"marker{batch}.default.{ZONE}"
         eventually(lambda: addresses(bridge.query(marker_name)) == ["10.9.9.1"], 5, "marker")  # noqa: B023
     total = sum(traffic.values())
-    print("round-robin traffic shares:", {c: round(n / total, 3) for c, n in sorted(traffic.items())})
+    print("traffic shares:", {c: round(n / total, 3) for c, n in sorted(traffic.items())})
     for cluster, weight in (("cluster-1", 0.5), ("cluster-2", 0.3), ("cluster-3", 0.2)):
         assert traffic[cluster] / total == pytest.approx(weight, abs=0.05), (cluster, traffic)
     assert set(sizes) <= {1, 2, 3}  # one cluster per answer: its instances, all of them
@@ -131,7 +134,7 @@ def test_instance_counts_that_match_the_weights_answer_every_address(dns_bridge,
             put_record(gateway, keys, record("orders", cluster=cluster, address=f"10.{cluster[-1]}.0.{i + 1}"))
     bridge = dns_bridge(*common(etcd, prefix, "--set", "policy=ActiveActive", "--set",
                                 "clusterWeights=cluster-1=300,cluster-2=100"))
-    for _ in range(50):  # round-robin over all four already gives 3:1, so every answer has all four
+    for _ in range(50):  # random picks over all four already give 3:1, so every answer has all four
         assert sorted(addresses(bridge.query(f"orders.default.{ZONE}"))) == [
             "10.1.0.1", "10.1.0.2", "10.1.0.3", "10.2.0.1"]
 

@@ -67,7 +67,9 @@ class IdleStreams:
 def test_idle_streams_and_blocked_resolves_do_not_delay_anyone_else(serve, etcd: LocalEtcd, prefix: str,
                                                                     gateway: EtcdGateway, keys: Keys) -> None:
     """200 idle streams + 100 resolves blocked on a registry that never syncs: Ping, Health and a
-    synced instance's resolves keep a p99 under 20 ms (16 idle streams used to stall everything)."""
+    synced instance's resolves are not held up behind them (16 idle streams used to stall
+    everything for seconds). Speed itself is the benchmark's (bench/hostile_streams.py); the
+    bound here is one that only head-of-line blocking crosses, even on a loaded machine."""
     put_record(gateway, keys, record("orders", address="10.1.0.9"))
     server = serve()
     unreachable = f"127.0.0.1:{free_port()}"
@@ -93,7 +95,7 @@ def test_idle_streams_and_blocked_resolves_do_not_delay_anyone_else(serve, etcd:
                 "resolve": timed(lambda: synced.resolve("orders"), 300),
             }
             for name, samples in latencies.items():
-                assert p99(samples) < 0.020, f"{name} p99 {p99(samples) * 1000:.1f} ms"
+                assert p99(samples) < 1.0, f"{name} p99 {p99(samples) * 1000:.1f} ms"
             assert synced.list_services()  # discovery still works: 200 streams are under maxStreams
         finally:
             streams.close()

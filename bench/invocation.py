@@ -1,0 +1,71 @@
+"""Stock daprd across two clusters through the DNS bridge, measured in invocations (root, Linux).
+
+    bash scripts/build-peers.sh && sudo .venv/bin/python -m bench.invocation [--callers 20 --seconds 60]
+
+The topology and scenarios are the test suite's (tests/support/clusters.py, scenarios.py): real
+daprd, real CoreDNS with the shipped stanza, the bridge and a file-source publisher per cluster,
+in network namespaces. Reported, per scenario: failed invocations per caller and the seconds
+until every invocation succeeds where it should — FailOver with a pod that ends at once and
+with a 5 s termination grace, failback, scale-out, a whole cluster lost, the link between the
+clusters cut (dropped and refused), and the ActiveActive 300:100 share for one caller and for
+many. The README's "Real daprd" table comes from this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.common import print_table
+from tests.support import scenarios
+from tests.support.clusters import Topology
+from tests.support.peers import versions
+from tests.test_invocation import BRIDGE_SETTINGS
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--callers", type=int, default=20, help="callers for the many-caller share (default 20)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="share measurement window (default 60)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-invocation-"))
+    topology = Topology(work, BRIDGE_SETTINGS).start()
+    rows: list[list[object]] = []
+    try:
+        for grace in (0.0, 5.0):
+            result = scenarios.failover(topology, work, callers=4, grace=grace)
+            rows.append([f"FailOver, pod ends {grace:.0f} s after its record", f"{result.failed}",
+                         _spread(result.to_remote)])
+            rows.append([f"  failback (after grace {grace:.0f} s run)", "-", _spread(result.failback)])
+        scaled = scenarios.scale_out(topology, work, callers=4)
+        rows.append(["scale-out: new instance's first call", "-", _spread(scaled.first_call)])
+        lost = scenarios.cluster_lost(topology, work, callers=4)
+        rows.append(["cluster-2 lost (pods + publisher SIGKILL)", f"{lost.failed}", _spread(lost.recovered)])
+        for how in ("blackhole", "prohibit"):
+            cut = scenarios.link_cut(topology, work, how=how, seconds=15.0, callers=4)
+            rows.append([f"link cut 15 s ({how}): failed/slow/all", f"{cut.during}", _spread(cut.recovered)])
+        print_table(["scenario (4 callers unless said)", "failed invocations per caller",
+                     "s to settle: min / median / max"], rows)
+        for callers in (1, args.callers):
+            share = scenarios.weighted(topology, work, callers=callers, duration=args.seconds,
+                                       interval=0.0 if callers == 1 else 0.05)
+            print(f"\nActiveActive 300:100, 3 + 3 instances, {callers} caller(s), {args.seconds:.0f} s: "
+                  f"{share.invocations} invocations, {share.failed} failed")
+            print(f"  cluster-1 share per caller: min {min(share.shares):.3f}, "
+                  f"median {statistics.median(share.shares):.3f}, max {max(share.shares):.3f}; "
+                  f"overall {sum(n for k, n in share.instances.items() if k.startswith('weighted-1-')) / max(1, sum(share.instances.values())):.3f}")  # noqa: E501
+            print("  invocations per instance:", json.dumps(dict(sorted(share.instances.items()))))
+        print("\npeers:", versions())
+    finally:
+        topology.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds the real programs the invocation tier runs, from the Go module proxy at pinned releases:
+#   daprd    github.com/dapr/dapr  cmd/daprd, unchanged, -tags stablecomponents (tests/peers/dapr)
+#   sentry   github.com/dapr/dapr  cmd/sentry, unchanged (tests/peers/dapr)
+#   coredns  github.com/coredns/coredns, unchanged (go install at the pinned tag)
+#   echoapp, invoker   our own small test programs (tests/peers/dapr)
+# None of their source is in this repository. Each build lands in a per-machine cache keyed by
+# the release and a hash of our module files ($DAPR_NR_PEERS_CACHE, default
+# ~/.cache/dapr-etcd-resolver/peers), so a second run is a no-op, and .peers/bin/ in the
+# checkout links to the builds the tests use (tests/support/peers.py reads it).
+#
+# Needs Go >= 1.26 on PATH (or /usr/local/go/bin). Prints what it built and how long it took.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+DAPR_VERSION=v1.18.2
+COREDNS_VERSION=v1.15.0
+cache=${DAPR_NR_PEERS_CACHE:-$HOME/.cache/dapr-etcd-resolver/peers}
+links="$here/.peers/bin"
+
+export PATH="$PATH:/usr/local/go/bin"
+if ! command -v go >/dev/null; then
+    echo "build-peers: Go is not installed (need >= 1.26: the peers are built from the Go module proxy)" >&2
+    exit 1
+fi
+go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+if ((go_minor < 26)); then
+    echo "build-peers: $(go env GOVERSION) is too old; dapr/dapr $DAPR_VERSION needs Go >= 1.26" >&2
+    exit 1
+fi
+# Static binaries with Go's own resolver, as Dapr's and CoreDNS's release images are built.
+export CGO_ENABLED=0 GOFLAGS=-mod=readonly
+
+mkdir -p "$cache" "$links"
+# key DIR: a hash of our module's go.mod/go.sum and the program's own files (a change rebuilds it)
+key() { (cd "$here/tests/peers/dapr" && cat go.mod go.sum "$1"/*.go | sha256sum | cut -c1-12); }
+started=$(date +%s)
+built=()
+
+# build NAME KEY RECIPE: run the function RECIPE (which writes "$out/NAME") unless the cache has KEY.
+build() {
+    local name=$1 key=$2 recipe=$3
+    local dir="$cache/$name-$key"
+    if [[ ! -x $dir/$name ]]; then
+        local t0
+        t0=$(date +%s)
+        out="$dir.tmp.$$"
+        rm -rf "$out" && mkdir -p "$out"
+        echo "build-peers: building $name ($key)…"
+        "$recipe"
+        rm -rf "$dir" && mv "$out" "$dir"
+        built+=("$name $(($(date +%s) - t0)) s")
+    fi
+    ln -sfn "$dir/$name" "$links/$name"
+}
+
+in_module() { (cd "$here/tests/peers/dapr" && go build -trimpath "$@"); }
+daprd() { in_module -tags stablecomponents -o "$out/daprd" ./daprd; }
+sentry() { in_module -o "$out/sentry" ./sentry; }
+echoapp() { in_module -o "$out/echoapp" ./echoapp; }
+invoker() { in_module -o "$out/invoker" ./invoker; }
+coredns() { GOFLAGS='' GOBIN="$out" go install "github.com/coredns/coredns@$COREDNS_VERSION"; }
+
+build daprd "$DAPR_VERSION-$(key daprd)" daprd
+build sentry "$DAPR_VERSION-$(key sentry)" sentry
+build echoapp "$(key echoapp)" echoapp
+build invoker "$(key invoker)" invoker
+build coredns "$COREDNS_VERSION" coredns
+
+printf 'DAPR_VERSION=%s\nCOREDNS_VERSION=%s\n' "$DAPR_VERSION" "$COREDNS_VERSION" > "$here/.peers/versions.env"
+if ((${#built[@]})); then
+    echo "build-peers: built ${built[*]} in $(($(date +%s) - started)) s; cache $(du -sh "$cache" | cut -f1)"
+fi

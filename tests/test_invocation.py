@@ -1,0 +1,126 @@
+"""Stock daprd invoking across two clusters through the registry: the real daprd, not a model of it.
+
+Two clusters of network namespaces (tests/support/clusters.py): per cluster a real CoreDNS with
+the shipped ``deploy/coredns`` stanza, the DNS bridge and a publisher; per pod the real daprd
+(built from dapr/dapr at a pinned release by scripts/build-peers.sh) in standalone mode with
+the Configuration of ``deploy/examples/dns-bridge``, next to an echo app that names its cluster
+and instance. Callers invoke through their own daprd's HTTP and gRPC APIs, so every answer
+goes daprd → Go's resolver → CoreDNS (forward + cache) → bridge, and every call daprd →
+daprd over the pod network.
+
+The goals asserted here are the ones of docs/dns.md ("What daprd does with the answer"); the
+numbers they come from are measured by ``python -m bench.invocation`` (README).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import scenarios
+from tests.support.clusters import Pod, Topology
+
+pytestmark = [pytest.mark.xdist_group("real-daprd"), pytest.mark.timeout(300)]
+
+WEIGHTED = {"default/weighted": {"policy": "ActiveActive", "clusterWeights": "cluster-1=300,cluster-2=100"},
+            "default/shared": {"policy": "ActiveActive"}}
+BRIDGE_SETTINGS = {"policies": json.dumps(WEIGHTED), "clusterCIDRs": "cluster-1=10.201.0.0/16,cluster-2=10.202.0.0/16"}
+# daprd keeps an answer 20 s, CoreDNS 5 s (the stanza's cache), the bridge's TTL is 5 s: a change
+# reaches every caller within ~25-30 s. The bounds below add room for a loaded machine; the
+# measured values are in the README.
+CACHE_BOUND = 45.0
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    made = Topology(tmp_path_factory.mktemp("two-clusters"), BRIDGE_SETTINGS).start()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.mark.parametrize("mode", ["http", "grpc"])
+def test_local_cross_cluster_and_fallback_invocations(topology: Topology, mode: str) -> None:
+    one, two = topology.cluster(1), topology.cluster(2)
+    hello = one.add_pod("hello")  # in the registry, cluster-1 only
+    remote = two.add_pod("remote")  # in the registry, cluster-2 only
+    legacy = one.add_pod("legacy", publish=False)  # not in the registry: only its cluster.local name
+    caller_one = one.add_pod("caller", serve=False, publish=False)
+    caller_two = two.add_pod("caller", serve=False, publish=False)
+    with scenarios.pods(hello, remote, legacy, caller_one, caller_two):
+        one.wait_running([hello, legacy, caller_one])
+        two.wait_running([remote, caller_two])
+        topology.wait_answer(one, "hello", [hello.address])
+        topology.wait_answer(two, "remote", [remote.address])
+
+        def landed(caller: Pod, target: str) -> set[tuple[str, str]]:
+            lines = caller.invoke(target, count=5, mode=mode)
+            assert all(line["ok"] for line in lines), lines
+            return {(line["cluster"], line["instance"]) for line in lines}
+
+        assert landed(caller_one, "hello") == {("cluster-1", hello.name)}  # local
+        assert landed(caller_one, "remote.default") == {("cluster-2", remote.name)}  # cross-cluster
+        assert landed(caller_two, "hello.default") == {("cluster-1", hello.name)}  # cross-cluster
+        # Not in the registry: the bridge answers with the fallback name's addresses, which only
+        # cluster-1's CoreDNS knows (legacy-dapr.default.svc.cluster.local).
+        assert landed(caller_one, "legacy") == {("cluster-1", legacy.name)}
+        failed = caller_two.invoke("legacy", count=1, mode=mode)
+        assert not failed[0]["ok"] and "legacy" in failed[0]["error"], failed
+
+
+def test_failover_costs_at_most_one_failed_invocation_per_caller_and_fails_back(topology: Topology,
+                                                                                 work: Path) -> None:
+    """The app scaled to zero in the callers' cluster: its record leaves the registry, the pod
+    ends 5 s later (its termination grace), and each caller's daprd, whose cached answer still
+    names it, fails once, drops the answer and resolves the other cluster. Then a new local
+    instance: every caller is back within daprd's and CoreDNS's cache periods."""
+    result = scenarios.failover(topology, work, callers=2, grace=5.0)
+    print("failover:", result)
+    assert all(count <= 1 for count in result.failed), result
+    assert all(seconds <= CACHE_BOUND for seconds in result.to_remote), result
+    assert all(seconds <= CACHE_BOUND for seconds in result.failback), result
+
+
+def test_active_active_300_to_100_reaches_each_cluster_by_weight(topology: Topology, work: Path) -> None:
+    """3 + 3 instances at 300:100: each answer holds 3 + 1 addresses and daprd picks one at random
+    per invocation, so one caller's share of cluster-1 is 0.75 (within 0.05)."""
+    result = scenarios.weighted(topology, work, callers=1, duration=8.0)
+    print("weighted:", result)
+    assert result.failed == 0 and result.invocations >= 300, result
+    assert abs(result.shares[0] - 0.75) <= 0.05, result
+    assert sum(1 for name in result.instances if name.startswith("weighted-1-")) == 3, result
+
+
+def test_a_new_instance_gets_traffic_within_one_cache_period(topology: Topology, work: Path) -> None:
+    result = scenarios.scale_out(topology, work, callers=2)
+    print("scale-out:", result)
+    assert all(seconds <= CACHE_BOUND for seconds in result.first_call), result
+
+
+def test_a_lost_cluster_leaves_the_answers_within_its_lease_and_the_caches(topology: Topology, work: Path) -> None:
+    """cluster-2's pods and publisher killed: its records expire with their leases (15 s), and
+    callers that were sending it half their traffic fail over to cluster-1."""
+    result = scenarios.cluster_lost(topology, work)
+    print("cluster lost:", result)
+    assert all(seconds <= 15 + CACHE_BOUND for seconds in result.recovered), result
+
+
+@pytest.mark.parametrize("how", ["blackhole", "prohibit"])
+def test_callers_recover_when_a_cut_link_between_the_clusters_returns(topology: Topology, work: Path,
+                                                                      how: str) -> None:
+    """The link cut while etcd stays reachable: every record stays live, so invocations that pick
+    the other cluster fail (prohibit) or hang until the link returns (blackhole) — measured; the
+    reachability work removes them. Once the link is back every caller succeeds again."""
+    result = scenarios.link_cut(topology, work, how=how, seconds=8.0)
+    print(f"link cut ({how}):", result)
+    assert sum(failed + slow for failed, slow, _ in result.during) > 0, result  # the hole is real, and measured
+    assert all(seconds <= CACHE_BOUND for seconds in result.recovered), result
