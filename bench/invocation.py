@@ -1,6 +1,7 @@
 """Stock daprd across two clusters through the DNS bridge, measured in invocations (root, Linux).
 
-    bash scripts/build-peers.sh && sudo .venv/bin/python -m bench.invocation [--callers 20 --seconds 60]
+    bash scripts/build-peers.sh && sudo .venv/bin/python -m bench.invocation [--resolver dns|component]
+        [--callers 20 --seconds 60]
 
 The topology and scenarios are the test suite's (tests/support/clusters.py, scenarios.py): real
 daprd, real CoreDNS with the shipped stanza, the bridge and a file-source publisher per cluster,
@@ -34,9 +35,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--callers", type=int, default=20, help="callers for the many-caller share (default 20)")
     parser.add_argument("--seconds", type=float, default=60.0, help="share measurement window (default 60)")
+    parser.add_argument("--resolver", choices=("dns", "component"), default="dns",
+                        help="dns: stock daprd through the DNS bridge; component: daprd-etcd and the component")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-invocation-"))
-    topology = Topology(work, BRIDGE_SETTINGS).start()
+    topology = Topology(work, BRIDGE_SETTINGS, resolver=args.resolver).start()
+    print(f"two clusters, {args.resolver} resolver, work directory {work}", flush=True)
     rows: list[list[object]] = []
     try:
         for grace in (0.0, 5.0):
@@ -46,9 +50,10 @@ def main() -> None:
             rows.append([f"  failback (after grace {grace:.0f} s run)", "-", _spread(result.failback)])
         scaled = scenarios.scale_out(topology, work, callers=4)
         rows.append(["scale-out: new instance's first call", "-", _spread(scaled.first_call)])
-        lost = scenarios.cluster_lost(topology, work, callers=4)
-        rows.append(["cluster-2 lost (pods + publisher SIGKILL)", f"{lost.failed}", _spread(lost.recovered)])
-        for how in ("blackhole", "prohibit"):
+        if args.resolver == "dns":
+            lost = scenarios.cluster_lost(topology, work, callers=4)
+            rows.append(["cluster-2 lost (pods + publisher SIGKILL)", f"{lost.failed}", _spread(lost.recovered)])
+        for how in ("blackhole", "prohibit") if args.resolver == "dns" else ():
             cut = scenarios.link_cut(topology, work, how=how, seconds=15.0, callers=4)
             rows.append([f"link cut 15 s ({how}): failed/slow/all", f"{cut.during}", _spread(cut.recovered)])
         print_table(["scenario (4 callers unless said)", "failed invocations per caller",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real programs the invocation tier runs, from the Go module proxy at pinned releases:
 #   daprd    github.com/dapr/dapr  cmd/daprd, unchanged, -tags stablecomponents (tests/peers/dapr)
+#   daprd-etcd  the same daprd plus our "etcd" name resolver, a client of the pluggable component
 #   sentry   github.com/dapr/dapr  cmd/sentry, unchanged (tests/peers/dapr)
 #   coredns  github.com/coredns/coredns, unchanged (go install at the pinned tag)
 #   echoapp, invoker   our own small test programs (tests/peers/dapr)
@@ -55,12 +56,14 @@ build() {
 
 in_module() { (cd "$here/tests/peers/dapr" && go build -trimpath "$@"); }
 daprd() { in_module -tags stablecomponents -o "$out/daprd" ./daprd; }
+daprd_etcd() { in_module -tags stablecomponents -o "$out/daprd-etcd" ./daprd-etcd; }
 sentry() { in_module -o "$out/sentry" ./sentry; }
 echoapp() { in_module -o "$out/echoapp" ./echoapp; }
 invoker() { in_module -o "$out/invoker" ./invoker; }
 coredns() { GOFLAGS='' GOBIN="$out" go install "github.com/coredns/coredns@$COREDNS_VERSION"; }
 
 build daprd "$DAPR_VERSION-$(key daprd)" daprd
+build daprd-etcd "$DAPR_VERSION-$(key daprd-etcd)-$(key etcdresolver)" daprd_etcd
 build sentry "$DAPR_VERSION-$(key sentry)" sentry
 build echoapp "$(key echoapp)" echoapp
 build invoker "$(key invoker)" invoker

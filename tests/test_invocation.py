@@ -36,7 +36,21 @@ CACHE_BOUND = 45.0
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    """Stock daprd: the kubernetes resolver's template, CoreDNS and the DNS bridge."""
     made = Topology(tmp_path_factory.mktemp("two-clusters"), BRIDGE_SETTINGS).start()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(scope="module", params=["dns", "component"])
+def any_topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    """Both ways daprd reaches the registry: stock daprd through the DNS bridge, and daprd-etcd
+    (daprd with our "etcd" name resolver compiled in, tests/peers/dapr/etcdresolver) asking the
+    pluggable component in its pod — daprd's real invocation path on the component's answers."""
+    made = Topology(tmp_path_factory.mktemp(f"two-clusters-{request.param}"), BRIDGE_SETTINGS,
+                    resolver=request.param).start()
     try:
         yield made
     finally:
@@ -49,8 +63,8 @@ def work(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("mode", ["http", "grpc"])
-def test_local_cross_cluster_and_fallback_invocations(topology: Topology, mode: str) -> None:
-    one, two = topology.cluster(1), topology.cluster(2)
+def test_local_cross_cluster_and_fallback_invocations(any_topology: Topology, mode: str) -> None:
+    one, two = any_topology.cluster(1), any_topology.cluster(2)
     hello = one.add_pod("hello")  # in the registry, cluster-1 only
     remote = two.add_pod("remote")  # in the registry, cluster-2 only
     legacy = one.add_pod("legacy", publish=False)  # not in the registry: only its cluster.local name
@@ -59,8 +73,9 @@ def test_local_cross_cluster_and_fallback_invocations(topology: Topology, mode: 
     with scenarios.pods(hello, remote, legacy, caller_one, caller_two):
         one.wait_running([hello, legacy, caller_one])
         two.wait_running([remote, caller_two])
-        topology.wait_answer(one, "hello", [hello.address])
-        topology.wait_answer(two, "remote", [remote.address])
+        for cluster in (one, two):  # both bridges have both records before anyone asks
+            any_topology.wait_answer(cluster, "hello", [hello.address])
+            any_topology.wait_answer(cluster, "remote", [remote.address])
 
         def landed(caller: Pod, target: str) -> set[tuple[str, str]]:
             lines = caller.invoke(target, count=5, mode=mode)
@@ -77,31 +92,31 @@ def test_local_cross_cluster_and_fallback_invocations(topology: Topology, mode: 
         assert not failed[0]["ok"] and "legacy" in failed[0]["error"], failed
 
 
-def test_failover_costs_at_most_one_failed_invocation_per_caller_and_fails_back(topology: Topology,
+def test_failover_costs_at_most_one_failed_invocation_per_caller_and_fails_back(any_topology: Topology,
                                                                                  work: Path) -> None:
     """The app scaled to zero in the callers' cluster: its record leaves the registry, the pod
     ends 5 s later (its termination grace), and each caller's daprd, whose cached answer still
     names it, fails once, drops the answer and resolves the other cluster. Then a new local
     instance: every caller is back within daprd's and CoreDNS's cache periods."""
-    result = scenarios.failover(topology, work, callers=2, grace=5.0)
+    result = scenarios.failover(any_topology, work, callers=2, grace=5.0)
     print("failover:", result)
     assert all(count <= 1 for count in result.failed), result
     assert all(seconds <= CACHE_BOUND for seconds in result.to_remote), result
     assert all(seconds <= CACHE_BOUND for seconds in result.failback), result
 
 
-def test_active_active_300_to_100_reaches_each_cluster_by_weight(topology: Topology, work: Path) -> None:
+def test_active_active_300_to_100_reaches_each_cluster_by_weight(any_topology: Topology, work: Path) -> None:
     """3 + 3 instances at 300:100: each answer holds 3 + 1 addresses and daprd picks one at random
     per invocation, so one caller's share of cluster-1 is 0.75 (within 0.05)."""
-    result = scenarios.weighted(topology, work, callers=1, duration=8.0)
+    result = scenarios.weighted(any_topology, work, callers=1, duration=8.0)
     print("weighted:", result)
     assert result.failed == 0 and result.invocations >= 300, result
     assert abs(result.shares[0] - 0.75) <= 0.05, result
     assert sum(1 for name in result.instances if name.startswith("weighted-1-")) == 3, result
 
 
-def test_a_new_instance_gets_traffic_within_one_cache_period(topology: Topology, work: Path) -> None:
-    result = scenarios.scale_out(topology, work, callers=2)
+def test_a_new_instance_gets_traffic_within_one_cache_period(any_topology: Topology, work: Path) -> None:
+    result = scenarios.scale_out(any_topology, work, callers=2)
     print("scale-out:", result)
     assert all(seconds <= CACHE_BOUND for seconds in result.first_call), result
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from resolver.demo.processes import wait_until
 from resolver.local_etcd import find_binary
 from tests.support.dns_bridge import NetNs
@@ -49,12 +51,25 @@ _merge_corefile = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_merge_corefile)
 stanza = _merge_corefile.stanza  # the shipped CoreDNS server block, its bridge address filled in
 DAPR_CONFIGURATION = ROOT / "deploy" / "examples" / "dns-bridge" / "configuration.yaml"
+PLUGGABLE_CONFIGURATION = ROOT / "deploy" / "examples" / "pluggable" / "configuration.yaml"
 NAMESPACE = "default"
 INTERNAL_PORT = 50002
 # The publishers' leases: the default. 5 s was tried and is too short on a loaded machine — a
 # keep-alive answered late let cluster-2's lease expire while 20 daprds started.
 LEASE_TTL = "15s"
 _veths = itertools.count(1)
+_topologies = itertools.count(1)
+# Sentry's own Configuration (it refuses to start without one): mTLS on, Dapr's default TTLs.
+SENTRY_CONFIGURATION = """apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: daprsystem
+spec:
+  mtls:
+    enabled: true
+    workloadCertTTL: 24h
+    allowedClockSkew: 15m
+"""
 
 
 def ip(space: NetNs, *args: str) -> None:
@@ -131,6 +146,8 @@ class Cluster:
             f"    hosts {self.work / 'hosts'} {{\n        ttl 5\n        reload 1s\n    }}\n}}\n")
         (self.work / "Corefile").write_text(corefile)
         self.dns.start([str(peer("coredns")), "-conf", str(self.work / "Corefile")], "coredns.log")
+        if topology.mtls:
+            self.start_sentry()
 
         self.registry = topology.namespace(f"c{self.index}-reg", self.work)
         self.attach(self.registry, self.bridge_ip)
@@ -146,6 +163,30 @@ class Cluster:
         wait_until(lambda: self._exited() or self.registry_run("kdig", f"@{self.coredns_ip}", "+short", "+timeout=1",
                                                              "dapr.internal.", "SOA").strip(),
                    60, f"{self.name}'s CoreDNS to answer the zone from the bridge")
+
+    @property
+    def credentials(self) -> Path:
+        return self.work / "sentry-credentials"
+
+    def start_sentry(self) -> None:
+        """Dapr's CA for this cluster, beside CoreDNS: it makes its root and issuer on first start
+        (self-hosted mode), or uses cluster-1's when the topology shares one root."""
+        assert self.dns is not None
+        first = self.topology.cluster(1)
+        self.credentials.mkdir(exist_ok=True)
+        if self.topology.mtls == "shared" and self is not first:
+            for name in ("ca.crt", "issuer.crt", "issuer.key"):
+                (self.credentials / name).write_bytes((first.credentials / name).read_bytes())
+        config = self.work / "sentry-config.yaml"
+        config.write_text(SENTRY_CONFIGURATION)
+        self.dns.start([str(peer("sentry")), "--config", str(config), "--issuer-credentials", str(self.credentials),
+                        "--port", "50001",
+                        "--healthz-port", "8080", "--enable-metrics=false", "--mode", "standalone"], "sentry.log")
+        wait_until(lambda: not self._exited() and (self.credentials / "ca.crt").exists()
+                   and "Running gRPC server" in self.dns_log("sentry.log"), 60, f"{self.name}'s sentry")
+
+    def dns_log(self, name: str) -> str:
+        return self.dns.log(name) if self.dns else ""
 
     def start_publisher(self) -> None:
         """The file-source publisher of this cluster (leases of :data:`LEASE_TTL`)."""
@@ -189,7 +230,7 @@ class Cluster:
 
     def logs(self) -> str:
         parts = [f"--- {self.name} {name}\n{(self.work / name).read_text(errors='replace')[-3000:]}"
-                 for name in ("coredns.log", "publish.log", "dns.log") if (self.work / name).exists()]
+                 for name in ("coredns.log", "sentry.log", "publish.log", "dns.log") if (self.work / name).exists()]
         return "\n".join(parts)
 
     # --- pods -----------------------------------------------------------------------------
@@ -209,20 +250,47 @@ class Cluster:
         space.write("resolv.conf", f"search {NAMESPACE}.svc.cluster.local svc.cluster.local cluster.local\n"
                     f"nameserver {self.coredns_ip}\noptions ndots:5\n")
         space.write("hosts", f"127.0.0.1 localhost\n{address} {name}\n")
-        daprd = [str(peer("daprd")), "--app-id", app, "--mode", "standalone", "--dapr-http-port", "3500",
+        environment = {**os.environ, "NAMESPACE": NAMESPACE}
+        configuration = self.topology.dapr_configuration
+        if self.topology.resolver == "component":
+            configuration = self._start_component(space, work)
+            environment["DAPR_COMPONENTS_SOCKETS_FOLDER"] = str(work / "sockets")
+        program = peer("daprd" if self.topology.resolver == "dns" else "daprd-etcd")
+        resources = work / "resources"  # empty: daprd reloads on any Configuration it finds there
+        resources.mkdir(exist_ok=True)
+        daprd = [str(program), "--app-id", app, "--mode", "standalone", "--dapr-http-port", "3500",
                  "--dapr-grpc-port", "50001", "--dapr-internal-grpc-port", str(INTERNAL_PORT),
-                 "--config", str(self.topology.dapr_configuration), "--resources-path", str(work),
+                 "--config", str(configuration), "--resources-path", str(resources),
                  "--enable-metrics=false", "--log-level", "info"]
+        if self.topology.mtls:
+            daprd += ["--enable-mtls", "--sentry-address", f"{self.coredns_ip}:50001"]
+            environment["DAPR_TRUST_ANCHORS"] = (self.credentials / "ca.crt").read_text()
         if serve:
             space.start([str(peer("echoapp")), "-app", app, "-cluster", self.name, "-instance", name], "app.log")
             daprd += ["--app-port", "3000", "--app-protocol", "http"]
         with open(work / "daprd.log", "ab") as log:
             space.processes.append(subprocess.Popen(space.command(*daprd), stdout=log, stderr=subprocess.STDOUT,
-                                                    env={**os.environ, "NAMESPACE": NAMESPACE}))
+                                                    env=environment))
         self._write_hosts()
         if publish:
             self._write_inventory()
         return pod
+
+    def _start_component(self, space: NetNs, work: Path) -> Path:
+        """The pod's pluggable component (``serve``, configured only by daprd's Init) and the
+        Dapr Configuration of deploy/examples/pluggable with this cluster's settings."""
+        sockets = work / "sockets"
+        sockets.mkdir(exist_ok=True)
+        space.start([sys.executable, "-m", "resolver", "serve", "--socket-dir", str(sockets), "--name", "etcd"],
+                    "component.log")
+        document = yaml.safe_load(PLUGGABLE_CONFIGURATION.read_text())
+        document["spec"]["nameResolution"]["configuration"] = {
+            "etcdEndpoints": f"{ETCD_IP}:2379", "clusterName": self.name, **self.topology.bridge_settings}
+        path = work / "dapr-config.yaml"
+        path.write_text(yaml.safe_dump(document))
+        socket = sockets / "etcd.sock"
+        wait_until(socket.exists, 60, f"the component's socket in {space.name}")
+        return path
 
     def wait_running(self, pods: Iterable[Pod], timeout: float = 90) -> None:
         for pod in pods:
@@ -273,9 +341,18 @@ class Cluster:
 class Topology:
     """The router, etcd and both clusters; :meth:`close` undoes all of it."""
 
-    def __init__(self, work: Path, bridge_settings: dict[str, str] | None = None) -> None:
+    def __init__(self, work: Path, bridge_settings: dict[str, str] | None = None, mtls: str = "",
+                 resolver: str = "dns") -> None:
+        """``mtls``: "" (off), ``shared`` (each cluster's sentry issues from one root) or
+        ``separate`` (each cluster's sentry has a root of its own). ``resolver``: ``dns`` (stock
+        daprd, the kubernetes resolver's template, CoreDNS and the bridge) or ``component``
+        (daprd-etcd, whose "etcd" resolver forwards to a pluggable component in every pod)."""
+        assert mtls in ("", "shared", "separate"), mtls
+        assert resolver in ("dns", "component"), resolver
+        self.mtls = mtls
+        self.resolver = resolver
         self.work = work
-        self.tag = f"dnr{os.getpid() % 100000}"
+        self.tag = f"dnr{os.getpid() % 100000}-{next(_topologies)}"
         self.spaces: list[NetNs] = []
         self.bridge_settings = bridge_settings or {}
         self.dapr_configuration = work / "dapr-config.yaml"
