@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real programs the invocation tier runs, from the Go module proxy at pinned releases:
 #   daprd    github.com/dapr/dapr  cmd/daprd, unchanged, -tags stablecomponents (tests/peers/dapr)
+#   daprd-1.16  dapr/dapr v1.16.5's daprd, the oldest supported minor (tests/peers/dapr-1.16)
 #   daprd-etcd  the same daprd plus our "etcd" name resolver, a client of the pluggable component
 #   sentry   github.com/dapr/dapr  cmd/sentry, unchanged (tests/peers/dapr)
 #   coredns  github.com/coredns/coredns, unchanged (go install at the pinned tag)
@@ -14,6 +15,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 DAPR_VERSION=v1.18.2
+DAPR_OLDEST_VERSION=v1.16.5  # the oldest supported minor: the invocation tests run against it too
 COREDNS_VERSION=v1.15.0
 cache=${DAPR_NR_PEERS_CACHE:-$HOME/.cache/dapr-etcd-resolver/peers}
 links="$here/.peers/bin"
@@ -32,8 +34,8 @@ fi
 export CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 mkdir -p "$cache" "$links"
-# key DIR: a hash of our module's go.mod/go.sum and the program's own files (a change rebuilds it)
-key() { (cd "$here/tests/peers/dapr" && cat go.mod go.sum "$1"/*.go | sha256sum | cut -c1-12); }
+# key DIR [MODULE]: a hash of the module's go.mod/go.sum and the program's own files (a change rebuilds it)
+key() { (cd "$here/tests/peers/${2:-dapr}" && cat go.mod go.sum "$1"/*.go | sha256sum | cut -c1-12); }
 started=$(date +%s)
 built=()
 
@@ -55,21 +57,29 @@ build() {
 }
 
 in_module() { (cd "$here/tests/peers/dapr" && go build -trimpath "$@"); }
-daprd() { in_module -tags stablecomponents -o "$out/daprd" ./daprd; }
-daprd_etcd() { in_module -tags stablecomponents -o "$out/daprd-etcd" ./daprd-etcd; }
-sentry() { in_module -o "$out/sentry" ./sentry; }
+# daprd and sentry log the release they were built from, as Dapr's own builds do.
+stamp() { echo "-X github.com/dapr/dapr/pkg/buildinfo.version=$1"; }
+daprd() { in_module -tags stablecomponents -ldflags "$(stamp "$DAPR_VERSION")" -o "$out/daprd" ./daprd; }
+daprd_oldest() {
+    (cd "$here/tests/peers/dapr-1.16" &&
+        go build -trimpath -tags stablecomponents -ldflags "$(stamp "$DAPR_OLDEST_VERSION")" -o "$out/daprd-1.16" ./daprd)
+}
+daprd_etcd() { in_module -tags stablecomponents -ldflags "$(stamp "$DAPR_VERSION")" -o "$out/daprd-etcd" ./daprd-etcd; }
+sentry() { in_module -ldflags "$(stamp "$DAPR_VERSION")" -o "$out/sentry" ./sentry; }
 echoapp() { in_module -o "$out/echoapp" ./echoapp; }
 invoker() { in_module -o "$out/invoker" ./invoker; }
 coredns() { GOFLAGS='' GOBIN="$out" go install "github.com/coredns/coredns@$COREDNS_VERSION"; }
 
-build daprd "$DAPR_VERSION-$(key daprd)" daprd
-build daprd-etcd "$DAPR_VERSION-$(key daprd-etcd)-$(key etcdresolver)" daprd_etcd
-build sentry "$DAPR_VERSION-$(key sentry)" sentry
+build daprd "$DAPR_VERSION-s-$(key daprd)" daprd
+build daprd-1.16 "$DAPR_OLDEST_VERSION-s-$(key daprd dapr-1.16)" daprd_oldest
+build daprd-etcd "$DAPR_VERSION-s-$(key daprd-etcd)-$(key etcdresolver)" daprd_etcd
+build sentry "$DAPR_VERSION-s-$(key sentry)" sentry
 build echoapp "$(key echoapp)" echoapp
 build invoker "$(key invoker)" invoker
 build coredns "$COREDNS_VERSION" coredns
 
-printf 'DAPR_VERSION=%s\nCOREDNS_VERSION=%s\n' "$DAPR_VERSION" "$COREDNS_VERSION" > "$here/.peers/versions.env"
+printf 'DAPR_VERSION=%s\nDAPR_OLDEST_VERSION=%s\nCOREDNS_VERSION=%s\n' "$DAPR_VERSION" "$DAPR_OLDEST_VERSION" \
+    "$COREDNS_VERSION" > "$here/.peers/versions.env"
 if ((${#built[@]})); then
     echo "build-peers: built ${built[*]} in $(($(date +%s) - started)) s; cache $(du -sh "$cache" | cut -f1)"
 fi

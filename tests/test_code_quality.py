@@ -25,14 +25,14 @@ def test_mypy_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-GO_PEERS = ROOT / "tests" / "peers" / "dapr"
+GO_PEERS = ROOT / "tests" / "peers"
 
 
-def _go(*args: str) -> subprocess.CompletedProcess[str]:
+def _go(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin", "CGO_ENABLED": "0",
            "GOFLAGS": "-mod=readonly"}
-    return subprocess.run(["go", *args], cwd=GO_PEERS, capture_output=True, text=True, check=False, timeout=600,
-                          env=env)
+    return subprocess.run(["go", *args], cwd=GO_PEERS / module, capture_output=True, text=True, check=False,
+                          timeout=600, env=env)
 
 
 def test_our_go_test_programs_are_gofmt_and_vet_clean() -> None:
@@ -41,5 +41,6 @@ def test_our_go_test_programs_are_gofmt_and_vet_clean() -> None:
     listed = subprocess.run(["gofmt", "-l", "."], cwd=GO_PEERS, capture_output=True, text=True, check=False,
                             timeout=60, env={**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin"})
     assert listed.returncode == 0 and listed.stdout == "", listed.stdout + listed.stderr
-    vet = _go("vet", "-tags", "stablecomponents", "./...")
-    assert vet.returncode == 0, vet.stdout + vet.stderr
+    for module in ("dapr", "dapr-1.16"):
+        vet = _go(module, "vet", "-tags", "stablecomponents", "./...")
+        assert vet.returncode == 0, module + ": " + vet.stdout + vet.stderr

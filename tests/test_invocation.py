@@ -22,6 +22,7 @@ import pytest
 
 from tests.support import scenarios
 from tests.support.clusters import Pod, Topology
+from tests.support.peers import versions
 
 pytestmark = [pytest.mark.xdist_group("real-daprd"), pytest.mark.timeout(300)]
 
@@ -44,13 +45,19 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         made.close()
 
 
-@pytest.fixture(scope="module", params=["dns", "component"])
+@pytest.fixture(scope="module", params=[
+    pytest.param(("dns", "daprd"), id="dns"),
+    # Their own xdist groups: the three topologies may run side by side, keeping the tier short.
+    pytest.param(("component", "daprd-etcd"), id="component", marks=pytest.mark.xdist_group("real-daprd-etcd")),
+    pytest.param(("dns", "daprd-1.16"), id="dns-daprd-1.16", marks=pytest.mark.xdist_group("real-daprd-1.16"))])
 def any_topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    """Both ways daprd reaches the registry: stock daprd through the DNS bridge, and daprd-etcd
-    (daprd with our "etcd" name resolver compiled in, tests/peers/dapr/etcdresolver) asking the
-    pluggable component in its pod — daprd's real invocation path on the component's answers."""
-    made = Topology(tmp_path_factory.mktemp(f"two-clusters-{request.param}"), BRIDGE_SETTINGS,
-                    resolver=request.param).start()
+    """Both ways daprd reaches the registry: stock daprd through the DNS bridge (the newest
+    release and the oldest supported minor), and daprd-etcd (daprd with our "etcd" name
+    resolver compiled in, tests/peers/dapr/etcdresolver) asking the pluggable component in its
+    pod — daprd's real invocation path on the component's answers."""
+    resolver, daprd = request.param
+    made = Topology(tmp_path_factory.mktemp(f"two-clusters-{daprd}"), BRIDGE_SETTINGS, resolver=resolver,
+                    daprd=daprd).start()
     try:
         yield made
     finally:
@@ -90,6 +97,9 @@ def test_local_cross_cluster_and_fallback_invocations(any_topology: Topology, mo
         assert landed(caller_one, "legacy") == {("cluster-1", legacy.name)}
         failed = caller_two.invoke("legacy", count=1, mode=mode)
         assert not failed[0]["ok"] and "legacy" in failed[0]["error"], failed
+        # and it was the release this topology is meant to run
+        release = versions()["DAPR_OLDEST_VERSION" if any_topology.daprd == "daprd-1.16" else "DAPR_VERSION"]
+        assert f"Starting Dapr Runtime -- version {release} " in caller_one.daprd_log()
 
 
 def test_failover_costs_at_most_one_failed_invocation_per_caller_and_fails_back(any_topology: Topology,

@@ -255,7 +255,7 @@ class Cluster:
         if self.topology.resolver == "component":
             configuration = self._start_component(space, work)
             environment["DAPR_COMPONENTS_SOCKETS_FOLDER"] = str(work / "sockets")
-        program = peer("daprd" if self.topology.resolver == "dns" else "daprd-etcd")
+        program = peer(self.topology.daprd)
         resources = work / "resources"  # empty: daprd reloads on any Configuration it finds there
         resources.mkdir(exist_ok=True)
         daprd = [str(program), "--app-id", app, "--mode", "standalone", "--dapr-http-port", "3500",
@@ -342,15 +342,17 @@ class Topology:
     """The router, etcd and both clusters; :meth:`close` undoes all of it."""
 
     def __init__(self, work: Path, bridge_settings: dict[str, str] | None = None, mtls: str = "",
-                 resolver: str = "dns") -> None:
+                 resolver: str = "dns", daprd: str = "") -> None:
         """``mtls``: "" (off), ``shared`` (each cluster's sentry issues from one root) or
         ``separate`` (each cluster's sentry has a root of its own). ``resolver``: ``dns`` (stock
         daprd, the kubernetes resolver's template, CoreDNS and the bridge) or ``component``
-        (daprd-etcd, whose "etcd" resolver forwards to a pluggable component in every pod)."""
+        (daprd-etcd, whose "etcd" resolver forwards to a pluggable component in every pod).
+        ``daprd``: the program of .peers/bin to run as daprd (default: the resolver's)."""
         assert mtls in ("", "shared", "separate"), mtls
         assert resolver in ("dns", "component"), resolver
         self.mtls = mtls
         self.resolver = resolver
+        self.daprd = daprd or ("daprd" if resolver == "dns" else "daprd-etcd")
         self.work = work
         self.tag = f"dnr{os.getpid() % 100000}-{next(_topologies)}"
         self.spaces: list[NetNs] = []
