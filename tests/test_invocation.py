@@ -47,9 +47,10 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
 
 @pytest.fixture(scope="module", params=[
     pytest.param(("dns", "daprd"), id="dns"),
-    # Their own xdist groups: the three topologies may run side by side, keeping the tier short.
-    pytest.param(("component", "daprd-etcd"), id="component", marks=pytest.mark.xdist_group("real-daprd-etcd")),
-    pytest.param(("dns", "daprd-1.16"), id="dns-daprd-1.16", marks=pytest.mark.xdist_group("real-daprd-1.16"))])
+    # A second xdist group: two topologies at most run side by side (three at once overloaded two
+    # cores), keeping the tier to a few minutes.
+    pytest.param(("component", "daprd-etcd"), id="component", marks=pytest.mark.xdist_group("real-daprd-2")),
+    pytest.param(("dns", "daprd-1.16"), id="dns-daprd-1.16", marks=pytest.mark.xdist_group("real-daprd-2"))])
 def any_topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     """Both ways daprd reaches the registry: stock daprd through the DNS bridge (the newest
     release and the oldest supported minor), and daprd-etcd (daprd with our "etcd" name
@@ -118,7 +119,7 @@ def test_failover_costs_at_most_one_failed_invocation_per_caller_and_fails_back(
 def test_active_active_300_to_100_reaches_each_cluster_by_weight(any_topology: Topology, work: Path) -> None:
     """3 + 3 instances at 300:100: each answer holds 3 + 1 addresses and daprd picks one at random
     per invocation, so one caller's share of cluster-1 is 0.75 (within 0.05)."""
-    result = scenarios.weighted(any_topology, work, callers=1, duration=8.0)
+    result = scenarios.weighted(any_topology, work, callers=1, duration=8.0, interval=0.005)
     print("weighted:", result)
     assert result.failed == 0 and result.invocations >= 300, result
     assert abs(result.shares[0] - 0.75) <= 0.05, result
@@ -136,7 +137,9 @@ def test_a_lost_cluster_leaves_the_answers_within_its_lease_and_the_caches(topol
     callers that were sending it half their traffic fail over to cluster-1."""
     result = scenarios.cluster_lost(topology, work)
     print("cluster lost:", result)
-    assert all(seconds <= 15 + CACHE_BOUND for seconds in result.recovered), result
+    # The lease (15 s), then up to one daprd cache period more: calls that end by the caller's
+    # deadline do not make daprd drop its cached list (only Unavailable does), then the caches.
+    assert all(seconds <= 15 + 20 + CACHE_BOUND for seconds in result.recovered), result
 
 
 @pytest.mark.parametrize("how", ["blackhole", "prohibit"])

@@ -91,10 +91,12 @@ class Pod:
     def daprd_log(self) -> str:
         return self.space.log("daprd.log")
 
-    def invoke(self, target: str, count: int = 1, mode: str = "http", timeout: float = 120) -> list[dict[str, Any]]:
-        """``count`` invocations of ``target`` through this pod's daprd, one JSON line each."""
-        out = self.space.run([str(peer("invoker")), "-mode", mode, "-target", target, "-count", str(count)],
-                             timeout=timeout)
+    def invoke(self, target: str, count: int = 1, mode: str = "http", deadline: float = 30.0) -> list[dict[str, Any]]:
+        """``count`` invocations of ``target`` through this pod's daprd, one JSON line each. The
+        per-call ``deadline`` is generous: these calls check where invocations land, and a
+        just-started pod's first call may wait for its component's first registry sync."""
+        out = self.space.run([str(peer("invoker")), "-mode", mode, "-target", target, "-count", str(count),
+                              "-timeout", f"{deadline}s"], timeout=count * deadline + 60)
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def start_invoker(self, target: str, out: Path, mode: str = "http", interval: float = 0.0) -> None:
