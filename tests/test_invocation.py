@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import scenarios
-from tests.support.clusters import Pod, Topology
+from tests.support.clusters import Topology
 from tests.support.peers import versions
+from tests.support.pods import Pod
 
 pytestmark = [pytest.mark.xdist_group("real-daprd"), pytest.mark.timeout(300)]
 

@@ -33,16 +33,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from resolver.demo.processes import wait_until
 from resolver.local_etcd import find_binary
+from tests.support import sentry
 from tests.support.dns_bridge import NetNs
 from tests.support.peers import ROOT, peer
+from tests.support.pods import Pod
 
 ETCD_IP = "10.200.0.1"
 _spec = importlib.util.spec_from_file_location("merge_corefile", ROOT / "deploy" / "coredns" / "merge_corefile.py")
@@ -59,58 +59,10 @@ INTERNAL_PORT = 50002
 LEASE_TTL = "15s"
 _veths = itertools.count(1)
 _topologies = itertools.count(1)
-# Sentry's own Configuration (it refuses to start without one): mTLS on, Dapr's default TTLs.
-SENTRY_CONFIGURATION = """apiVersion: dapr.io/v1alpha1
-kind: Configuration
-metadata:
-  name: daprsystem
-spec:
-  mtls:
-    enabled: true
-    workloadCertTTL: 24h
-    allowedClockSkew: 15m
-"""
 
 
 def ip(space: NetNs, *args: str) -> None:
     subprocess.run(["ip", "-n", space.name, *args], check=True, timeout=30, capture_output=True)
-
-
-@dataclass
-class Pod:
-    """A Dapr pod: its namespace, the echo app (if it serves one) and daprd."""
-
-    name: str
-    app: str
-    cluster: Cluster
-    address: str
-    space: NetNs
-    published: bool
-    invokers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def daprd_log(self) -> str:
-        return self.space.log("daprd.log")
-
-    def invoke(self, target: str, count: int = 1, mode: str = "http", deadline: float = 30.0) -> list[dict[str, Any]]:
-        """``count`` invocations of ``target`` through this pod's daprd, one JSON line each. The
-        per-call ``deadline`` is generous: these calls check where invocations land, and a
-        just-started pod's first call may wait for its component's first registry sync."""
-        out = self.space.run([str(peer("invoker")), "-mode", mode, "-target", target, "-count", str(count),
-                              "-timeout", f"{deadline}s"], timeout=count * deadline + 60)
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-    def start_invoker(self, target: str, out: Path, mode: str = "http", interval: float = 0.0) -> None:
-        """Invocations in a loop until :meth:`stop_invokers`, appended to ``out`` as JSON lines."""
-        self.invokers.append(self.space.start(
-            [str(peer("invoker")), "-mode", mode, "-target", target, "-out", str(out),
-             "-interval", f"{interval}s"], "invoker.log"))
-
-    def stop_invokers(self) -> None:
-        for process in self.invokers:
-            process.terminate()
-        for process in self.invokers:
-            process.wait(30)
-        self.invokers.clear()
 
 
 class Cluster:
@@ -171,21 +123,11 @@ class Cluster:
         return self.work / "sentry-credentials"
 
     def start_sentry(self) -> None:
-        """Dapr's CA for this cluster, beside CoreDNS: it makes its root and issuer on first start
-        (self-hosted mode), or uses cluster-1's when the topology shares one root."""
         assert self.dns is not None
-        first = self.topology.cluster(1)
-        self.credentials.mkdir(exist_ok=True)
-        if self.topology.mtls == "shared" and self is not first:
-            for name in ("ca.crt", "issuer.crt", "issuer.key"):
-                (self.credentials / name).write_bytes((first.credentials / name).read_bytes())
-        config = self.work / "sentry-config.yaml"
-        config.write_text(SENTRY_CONFIGURATION)
-        self.dns.start([str(peer("sentry")), "--config", str(config), "--issuer-credentials", str(self.credentials),
-                        "--port", "50001",
-                        "--healthz-port", "8080", "--enable-metrics=false", "--mode", "standalone"], "sentry.log")
-        wait_until(lambda: not self._exited() and (self.credentials / "ca.crt").exists()
-                   and "Running gRPC server" in self.dns_log("sentry.log"), 60, f"{self.name}'s sentry")
+        shared = self.topology.cluster(1).credentials if self.topology.mtls == "shared" and self.index > 1 else None
+        sentry.start(self.dns, self.work, self.credentials, shared)
+        wait_until(lambda: not self._exited() and sentry.ready(self.dns_log("sentry.log"), self.credentials), 60,
+                   f"{self.name}'s sentry")
 
     def dns_log(self, name: str) -> str:
         return self.dns.log(name) if self.dns else ""
@@ -265,7 +207,7 @@ class Cluster:
                  "--config", str(configuration), "--resources-path", str(resources),
                  "--enable-metrics=false", "--log-level", "info"]
         if self.topology.mtls:
-            daprd += ["--enable-mtls", "--sentry-address", f"{self.coredns_ip}:50001"]
+            daprd += ["--enable-mtls", "--sentry-address", f"{self.coredns_ip}:{sentry.PORT}"]
             environment["DAPR_TRUST_ANCHORS"] = (self.credentials / "ca.crt").read_text()
         if serve:
             space.start([str(peer("echoapp")), "-app", app, "-cluster", self.name, "-instance", name], "app.log")
@@ -435,26 +377,4 @@ def atomic_write(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
-
-
-def read_lines(path: Path) -> list[dict[str, Any]]:
-    """The invoker's JSON lines (a last line cut by a kill is left out)."""
-    if not path.exists():
-        return []
-    found = []
-    for line in path.read_text().splitlines():
-        try:
-            found.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return found
-
-
-def share(lines: Iterable[dict[str, Any]], cluster: str) -> float:
-    answered = [line for line in lines if line["ok"]]
-    return sum(line["cluster"] == cluster for line in answered) / max(1, len(answered))
-
-
-def since(lines: Iterable[dict[str, Any]], start: float) -> list[dict[str, Any]]:
-    return [line for line in lines if line["t"] >= start]
 
