@@ -23,6 +23,9 @@ from resolver.demo.processes import wait_until
 from resolver.local_etcd import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# One worker builds the shared virtualenv: two pip installs of this checkout at once collide in
+# its build/ directory ("File exists").
+pytestmark = pytest.mark.xdist_group("shared-venv")
 
 INVOKE = """
 import json, sys
