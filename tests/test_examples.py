@@ -10,6 +10,7 @@ API that forwards each invocation to the order service the same way daprd does.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -23,9 +24,6 @@ from resolver.demo.processes import wait_until
 from resolver.local_etcd import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-# One worker builds the shared virtualenv: two pip installs of this checkout at once collide in
-# its build/ directory ("File exists").
-pytestmark = pytest.mark.xdist_group("shared-venv")
 
 INVOKE = """
 import json, sys
@@ -87,8 +85,12 @@ def shared_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     directory = tmp_path_factory.mktemp("shared-venv")
     venv.create(directory, with_pip=True)
     python = str(directory / "bin" / "python")
-    installed = subprocess.run([python, "-m", "pip", "install", "-q", f"{ROOT}[examples]"], capture_output=True,
-                               text=True, timeout=600, check=False)
+    # One install at a time across xdist workers: two pip builds of this checkout at once collide
+    # in its build/ directory ("File exists").
+    with open(tmp_path_factory.getbasetemp().parent / "shared-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        installed = subprocess.run([python, "-m", "pip", "install", "-q", f"{ROOT}[examples]"], capture_output=True,
+                                   text=True, timeout=600, check=False)
     assert installed.returncode == 0, installed.stderr[-3000:]
     return python
 

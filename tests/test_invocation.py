@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from resolver.demo.processes import wait_until
 from tests.support import scenarios
 from tests.support.clusters import Topology
 from tests.support.peers import versions
@@ -87,9 +88,14 @@ def test_local_cross_cluster_and_fallback_invocations(any_topology: Topology, mo
             any_topology.wait_answer(cluster, "remote", [remote.address])
 
         def landed(caller: Pod, target: str) -> set[tuple[str, str]]:
-            lines = caller.invoke(target, count=5, mode=mode)
-            assert all(line["ok"] for line in lines), lines
-            return {(line["cluster"], line["instance"]) for line in lines}
+            """Where 5 invocations in a row land, once they all succeed: a just-started pod's
+            first call can be slow on a loaded machine (its component's first registry sync,
+            the first connection); where calls land is what is checked."""
+            def five() -> list[dict[str, object]]:
+                lines = caller.invoke(target, count=5, mode=mode)
+                return lines if all(line["ok"] for line in lines) else []
+            lines = wait_until(five, 120, f"5 successful invocations of {target} from {caller.name}", interval=0.5)
+            return {(str(line["cluster"]), str(line["instance"])) for line in lines}
 
         assert landed(caller_one, "hello") == {("cluster-1", hello.name)}  # local
         assert landed(caller_one, "remote.default") == {("cluster-2", remote.name)}  # cross-cluster
