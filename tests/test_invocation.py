@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from resolver.demo.processes import wait_until
-from tests.support import scenarios
+from tests.support import scenarios, slots
 from tests.support.clusters import Topology
 from tests.support.peers import versions
 from tests.support.pods import Pod
 
-pytestmark = [pytest.mark.xdist_group("real-daprd"), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.xdist_group("real-daprd"), pytest.mark.timeout(300 + slots.WAIT)]
 
 WEIGHTED = {"default/weighted": {"policy": "ActiveActive", "clusterWeights": "cluster-1=300,cluster-2=100"},
             "default/shared": {"policy": "ActiveActive"}}

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import slots
 from tests.support.clusters import Topology
 
-pytestmark = [pytest.mark.xdist_group("real-daprd"), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.xdist_group("real-daprd"), pytest.mark.timeout(300 + slots.WAIT)]
 
 
 def _invoke_across(work: Path, mtls: str) -> tuple[list[dict[str, object]], list[dict[str, object]], str]:

@@ -39,7 +39,7 @@ import yaml
 
 from resolver.demo.processes import wait_until
 from resolver.local_etcd import find_binary
-from tests.support import sentry
+from tests.support import sentry, slots
 from tests.support.dns_bridge import NetNs
 from tests.support.peers import ROOT, peer
 from tests.support.pods import Pod
@@ -303,6 +303,7 @@ class Topology:
         self.bridge_settings = bridge_settings or {}
         self.dapr_configuration = work / "dapr-config.yaml"
         self.dapr_configuration.write_text(DAPR_CONFIGURATION.read_text())
+        self._slot = slots.acquire(str(work))
         self.router = self.namespace("rt", work)
         self.clusters = [Cluster(self, 1), Cluster(self, 2)]
         self._cut: list[list[str]] = []
@@ -371,6 +372,7 @@ class Topology:
             except Exception as error:  # keep removing the rest
                 print(f"closing {space.name}: {error}", file=sys.stderr)
         self.spaces.clear()
+        self._slot.close()
 
 
 def atomic_write(path: Path, text: str) -> None:
