@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +31,26 @@ def pytest_configure(config: pytest.Config) -> None:
     if binary:
         os.environ["DAPR_NR_ETCD_BINARY"] = binary
         os.environ["DAPR_NR_ETCDCTL_BINARY"] = str(Path(binary).with_name("etcdctl"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run when ``--dist loadgroup`` silently stopped grouping.
+
+    xdist marks a grouped test by appending ``@group`` to its node id in the worker; pytest 9.2
+    stores node ids elsewhere and the suffix vanished without a word, so the real-daprd tests
+    spread over every worker and starved the machine. Whatever the versions, groups hold or the
+    run stops here.
+    """
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers under --dist loadgroup
+        return
+    ungrouped = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if ungrouped:
+        message = (f"pytest-xdist did not group {len(ungrouped)} tests (e.g. {ungrouped[0]}): "
+                   "this pytest/pytest-xdist pair breaks --dist loadgroup; see pyproject.toml")
+        sys.stderr.write(message + "\n")  # a worker's exception reaches the terminal as a bare INTERNALERROR
+        raise pytest.UsageError(message)
+
 
 _counter = itertools.count()
 T = TypeVar("T")
