@@ -26,9 +26,9 @@ from bench.common import percentile, print_table, rss_mb
 from bench.fleet import cpu_seconds, populate
 from resolver.config import Layer, load_settings
 from resolver.demo.processes import CliProcess
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, free_ports
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 
 
 def ready(port: int) -> bool:

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import local_registry, print_table, rss_mb
 from resolver.component.client import ComponentClient
 from resolver.demo.processes import CliProcess, wait_until
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord, Keys
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records.schema import EndpointRecord, Keys
 
 
 def fill(gateway: EtcdGateway, keys: Keys, count: int) -> None:

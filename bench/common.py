@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from resolver.config import Layer, load_settings
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord, Keys
+from resolver.records.schema import EndpointRecord, Keys
 
 
 def percentile(values: Sequence[float], q: float) -> float:

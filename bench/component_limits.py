@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import local_registry, print_table, rss_mb, run_in_workdir, sample_registry
 from resolver.component.client import ComponentClient
 from resolver.demo.processes import CliProcess, wait_until
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 
 
 def threads(pid: int) -> int:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import local_registry, print_table
 from resolver.demo.processes import CliProcess, wait_dns_listening, wait_until
 from resolver.local_etcd import free_port
-from resolver.registry.schema import EndpointRecord
+from resolver.records.schema import EndpointRecord
 
 ZONE = "dapr.internal"
 APPS = 200

@@ -27,9 +27,9 @@ from bench.common import percentile, rss_mb
 from resolver.component.client import ComponentClient
 from resolver.config import Layer, load_settings
 from resolver.demo.processes import CliProcess
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import GrpcProxy, LocalEtcd, free_ports
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
+from resolver.records.schema import ClusterInfo, EndpointRecord, Keys
 
 CLUSTERS = ("cluster-1", "cluster-2", "cluster-3")
 INSTANCES = 10

@@ -36,11 +36,11 @@ import yaml
 
 from bench.common import local_registry, percentile, print_table, summary_ms
 from resolver.demo.processes import CliProcess, wait_until
+from resolver.etcd.gateway import EtcdGateway
 from resolver.publisher.file_source import SETTLE_SECONDS, FileSource
 from resolver.publisher.inventory import entries_of, load_document, parse_entries
 from resolver.publisher.publication import Publication
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, Keys
+from resolver.records.schema import ClusterInfo, Keys
 
 
 def entries(count: int, changed: int = -1, changed_port: int = 50002) -> list[dict[str, Any]]:

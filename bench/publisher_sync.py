@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import local_registry, rss_mb, summary_ms
 from resolver.demo.processes import CliProcess, wait_until
+from resolver.etcd.gateway import EtcdGateway
+from resolver.etcd.multiwatch import MultiWatch, Range
+from resolver.etcd.watch import WatchEvent
 from resolver.local_etcd import free_port
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.multiwatch import MultiWatch, Range
-from resolver.registry.schema import ClusterInfo, Keys
-from resolver.registry.watch import WatchEvent
+from resolver.records.schema import ClusterInfo, Keys
 from tests.support.fake_kube import FakeKubeApi, make_node, make_pod
 
 

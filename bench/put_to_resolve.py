@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import local_registry, summary_ms
 from resolver.component.client import ComponentClient
 from resolver.demo.processes import CliProcess, wait_until
-from resolver.registry.schema import EndpointRecord
+from resolver.records.schema import EndpointRecord
 
 
 def main() -> None:

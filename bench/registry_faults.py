@@ -18,11 +18,11 @@ from pathlib import Path
 
 from bench.common import print_table
 from resolver.config import Layer, Settings, load_settings
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import GrpcProxy, LocalEtcd, etcd_version, find_binary
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.identity import ensure_identity
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Heartbeat, Keys
+from resolver.records.schema import ClusterInfo, EndpointRecord, Heartbeat, Keys
+from resolver.registry.history_id import ensure_identity
+from resolver.registry.mirror import RegistryReader
 from tests.support.tcp_proxy import TcpProxy
 
 Row = tuple[str, str, str]

@@ -1,15 +1,25 @@
 """dapr-etcd-resolver: cross-cluster name resolution for Dapr, backed by an etcd registry.
 
-Layers, lowest first (each imports only from the ones above it in this list):
+Layers, lowest first; each imports only from the layers before it, and packages on one line
+never import each other (import-linter enforces this; the contracts are in pyproject.toml):
 
-* :mod:`resolver.errors` — the one exception hierarchy;
-* :mod:`resolver.config` — settings, parsed and validated in one place;
-* :mod:`resolver.registry` — the etcd key schema, the etcd gateway and the watch-fed cache;
-* :mod:`resolver.resolution` — traffic policies and the resolve algorithm;
-* :mod:`resolver.component` — the Dapr pluggable NameResolution gRPC server;
-* :mod:`resolver.publisher` — the agent that fills the registry from Kubernetes or a file;
-* :mod:`resolver.dns` — the same answers served as DNS for an unmodified daprd;
-* :mod:`resolver.cli` — the ``dapr-etcd-resolver`` command.
+1. :mod:`resolver.errors` — the one exception hierarchy;
+2. :mod:`resolver.observability` — logs, metrics and probes (Protocols, never the registry's classes);
+3. :mod:`resolver.records` — the key contract: names, the address policy, every record format;
+4. :mod:`resolver.etcd` — the etcd client, the only package that imports ``etcd3``;
+5. :mod:`resolver.config` — settings, parsed and validated in one place;
+6. :mod:`resolver.registry` (the read side: the watch-fed cache) ·
+   :mod:`resolver.writer` (the write side: records on leases, presence keys);
+7. :mod:`resolver.resolution` (traffic policies and the resolve algorithm) ·
+   :mod:`resolver.security` (etcd RBAC plans);
+8. :mod:`resolver.component` (the Dapr pluggable NameResolution gRPC server) ·
+   :mod:`resolver.publisher` (fills the registry from Kubernetes or a file; the only package that
+   imports ``kubernetes``) · :mod:`resolver.dns` (the same answers as DNS);
+9. :mod:`resolver.cli` — the ``dapr-etcd-resolver`` command;
+10. :mod:`resolver.demo` — the one-command demo.
+
+Outside the order: :mod:`resolver._proto` (generated stubs), :mod:`resolver.local_etcd` and
+:mod:`resolver.local_tls` (a throw-away etcd and CA for the demo and the tests).
 """
 
 __version__ = "0.2.0"

@@ -2,7 +2,7 @@
 
 Every error raised on purpose derives from :class:`ResolverError`. Errors of dependencies
 (grpc, etcd3, kubernetes) are translated where they are caught — etcd's in
-:mod:`resolver.registry.gateway` — so callers handle our types only, and the component maps
+:mod:`resolver.etcd.gateway` — so callers handle our types only, and the component maps
 them to status codes in exactly one place (:func:`grpc_status_for`). Dapr's contract is that a
 resolver never answers ``UNKNOWN``; anything unexpected becomes ``INTERNAL``.
 """

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         from resolver.local_tls import LocalCA
-        from resolver.registry import names
+        from resolver.records import names
         from resolver.security.rbac import RESOLVER_ROLE, ROOT_USER, publisher_role
     except ImportError as error:
         print(f"error: {error.name} is not installed: run  pip install -e '.[tls]'  in the repository (the "

@@ -13,9 +13,9 @@ import pytest
 
 from resolver.config import Layer, Settings, load_settings
 from resolver.demo.processes import wait_until
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord, Keys
+from resolver.records.schema import EndpointRecord, Keys
 
 pytest_plugins = ["tests.support.component", "tests.support.publishing", "tests.support.dns_bridge"]
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import ClusterInfo, Keys
+from resolver.records.schema import ClusterInfo, Keys
+from resolver.registry.mirror import RegistryReader
 from tests.conftest import eventually, make_settings, put_record, record
 
 pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
@@ -96,7 +96,7 @@ def test_dangerous_addresses_are_never_served(gateway: EtcdGateway, keys: Keys, 
 
 
 def test_allow_loopback_and_cluster_cidrs(etcd: LocalEtcd, gateway: EtcdGateway, keys: Keys, prefix: str) -> None:
-    from resolver.registry.addresses import AddressPolicy
+    from resolver.records.addresses import AddressPolicy
 
     base = keys.cluster_apps("cluster-1") + "default/orders/"
     gateway.put(base + "loop", endpoint_json("orders", "127.0.0.1", "loop"))

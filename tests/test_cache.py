@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from resolver.records.schema import ClusterInfo, Keys
 from resolver.registry.cache import RegistryCache
-from resolver.registry.schema import ClusterInfo, Keys
 from tests.conftest import record
 
 KEYS = Keys("/p")

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, free_port
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import put_record, record
 
 

@@ -27,6 +27,15 @@ def test_mypy_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_layers_and_the_dependency_boundaries_hold() -> None:
+    """resolver/__init__.py states the layer order; import-linter holds the code to it, and keeps
+    ``etcd3`` inside resolver.etcd and ``kubernetes`` inside resolver.publisher (pyproject.toml)."""
+    result = subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--no-cache"], cwd=ROOT,
+                            capture_output=True, text=True, check=False, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 kept, 0 broken" in result.stdout, result.stdout
+
+
 GO_PEERS = ROOT / "tests" / "peers"
 
 

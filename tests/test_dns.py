@@ -23,10 +23,10 @@ from resolver.dns.answers import DnsAnswers
 from resolver.dns.limits import DnsLimits
 from resolver.dns.lookups import HostLookups
 from resolver.dns.server import DnsService, formerr_for
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
+from resolver.registry.mirror import RegistryReader
 from resolver.resolution.resolver import Resolver
 from tests.conftest import eventually, make_settings, put_record, record
 

@@ -22,9 +22,9 @@ from resolver.dns.answers import DnsAnswers
 from resolver.dns.limits import DnsLimits
 from resolver.dns.lookups import HostLookups
 from resolver.dns.service import DnsService
+from resolver.records.schema import EndpointRecord, Keys
 from resolver.registry.cache import RegistryCache
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import EndpointRecord, Keys
+from resolver.registry.mirror import RegistryReader
 from resolver.resolution.resolver import Resolver
 from tests.conftest import make_settings
 

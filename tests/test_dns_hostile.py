@@ -20,9 +20,9 @@ import dns.message
 import dns.rcode
 
 from resolver.demo.processes import wait_until
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import put_record, record
 
 ZONE = "dapr.internal"

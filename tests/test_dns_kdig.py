@@ -12,9 +12,9 @@ import ipaddress
 import subprocess
 from typing import Any
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import put_record, record
 from tests.support.dns_bridge import rdata
 

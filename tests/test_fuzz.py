@@ -22,8 +22,8 @@ from resolver.config.settings import KEYS
 from resolver.errors import ConfigError, InvalidRecord, InvalidRequest
 from resolver.local_etcd import LocalEtcd
 from resolver.publisher.file_source import parse_inventory
+from resolver.records.schema import EndpointRecord, Keys
 from resolver.registry.cache import RegistryCache
-from resolver.registry.schema import EndpointRecord, Keys
 from resolver.resolution.resolver import Resolver
 from tests.conftest import record
 from tests.support.component import ServeProcess
@@ -77,7 +77,7 @@ def test_oversized_requests_are_refused_by_the_transport(fuzz_server: ServeProce
 
 @pytest.fixture(scope="module")
 def resolver(etcd: LocalEtcd) -> Iterator[Resolver]:
-    from resolver.registry.reader import RegistryReader
+    from resolver.registry.mirror import RegistryReader
 
     settings = load_settings([Layer("fuzz", {"etcdEndpoints": etcd.endpoint, "prefix": "/fuzz-inproc"})])
     reader = RegistryReader(settings.etcd).start()

@@ -21,9 +21,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from resolver._proto import nameresolution_pb2, nameresolution_pb2_grpc
 from resolver.component.client import ComponentClient
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, free_port
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import eventually, put_record, record
 from tests.support.component import status_of
 

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.publisher.file_source import FileSource, read_inventory
 from resolver.publisher.inventory import InventoryError, NoEndpoints, entries_of, load_document, parse_entries
 from resolver.publisher.publication import Publication
-from resolver.registry.addresses import AddressPolicy
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, Keys
+from resolver.records.addresses import AddressPolicy
+from resolver.records.schema import ClusterInfo, Keys
 from tests.conftest import eventually
 from tests.support.publishing import etcd_addresses
 

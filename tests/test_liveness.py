@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
+from resolver.records.schema import Heartbeat, Keys
 from resolver.registry.liveness import ClusterLiveness
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import Heartbeat, Keys
+from resolver.registry.mirror import RegistryReader
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.tcp_proxy import TcpProxy
 

@@ -15,9 +15,9 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolver.demo.processes import CliProcess
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, free_port
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import eventually, put_record, record
 
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
+from resolver.records.schema import ClusterInfo, EndpointRecord, Keys
 from resolver.registry.ondemand import OnDemandReader
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.tcp_proxy import TcpProxy
 
@@ -203,8 +203,8 @@ def test_a_self_registered_cluster_is_discovered_by_the_on_demand_scope(etcd: Lo
 def test_a_batch_older_than_the_ranges_read_is_never_applied(gateway: EtcdGateway, keys: Keys, ondemand) -> None:
     """A batch taken from a watcher cancelled meanwhile (app dropped, asked again, read afresh) is older
     than the fresh read: applying it would bring back a deleted instance for good."""
-    from resolver.registry.multiwatch import Range
-    from resolver.registry.watch import PUT, WatchEvent
+    from resolver.etcd.multiwatch import Range
+    from resolver.etcd.watch import PUT, WatchEvent
 
     announce(gateway, keys, "cluster-1")
     gone = record("orders", cluster="cluster-1", instance="o-gone", address="10.1.0.9")

@@ -111,7 +111,7 @@ def test_refused_addresses_are_not_published_and_say_why(ip: str) -> None:
 
 
 def test_one_refused_family_leaves_the_other_published() -> None:
-    from resolver.registry.addresses import AddressPolicy
+    from resolver.records.addresses import AddressPolicy
 
     policy = AddressPolicy.from_spec("c1=10.1.0.0/16")
     found = pod_endpoint(_dual_stack("orders-1", ["10.1.2.3", "fd00::17"]), "c1", ZONES, policy)

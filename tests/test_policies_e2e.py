@@ -8,9 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import eventually, make_settings, put_record, record
 
 LOCAL = record("orders", cluster="cluster-2", address="10.2.0.1")

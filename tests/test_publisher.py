@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.fake_kube import FakeKubeApi, make_node, make_pod
 from tests.support.publishing import cluster_info, etcd_addresses, etcd_records

@@ -13,9 +13,9 @@ from prometheus_client import REGISTRY
 
 from resolver.config import Settings
 from resolver.errors import RegistryError
+from resolver.etcd.gateway import EtcdGateway
 from resolver.publisher.agent import PublisherAgent
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, Heartbeat, Keys, LastSeen
+from resolver.records.schema import ClusterInfo, Heartbeat, Keys, LastSeen
 from tests.conftest import eventually, make_settings
 from tests.support.fake_kube import FakeKubeApi, make_pod
 from tests.support.publishing import GrpcProxy, etcd_addresses
@@ -156,7 +156,7 @@ def test_a_restart_keeps_the_predecessors_leases_alive_until_its_own_first_sync(
 
 def test_without_rbac_the_publisher_creates_the_registry_identity_if_absent(
         kube: FakeKubeApi, publisher: Start, gateway: EtcdGateway, keys: Keys) -> None:
-    from resolver.registry.schema import RegistryIdentity
+    from resolver.records.schema import RegistryIdentity
 
     assert gateway.get(keys.identity()) is None
     kube.put_pod(make_pod("orders-0"))

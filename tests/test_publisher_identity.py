@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from resolver.demo.processes import CliProcess
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
 from resolver.publisher.agent import PublisherAgent
-from resolver.publisher.identity import file_cluster_uid
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, ConflictMarker, EndpointRecord, Keys
+from resolver.publisher.cluster_ownership import file_cluster_uid
+from resolver.records.schema import ClusterInfo, ConflictMarker, EndpointRecord, Keys
 from tests.conftest import eventually
 from tests.support.fake_kube import FakeKubeApi, make_pod
 from tests.support.publishing import etcd_addresses
@@ -136,8 +136,8 @@ def test_the_refusing_process_exits_non_zero_naming_both_identities(
 
 def test_two_identities_racing_for_one_name_cannot_both_publish(gateway: EtcdGateway, keys: Keys) -> None:
     """Both read-only checks find the name free; the first ``info`` write (compare-and-put) decides."""
-    from resolver.publisher.identity import find_conflict
-    from resolver.registry.writer import RegistryWriter
+    from resolver.publisher.cluster_ownership import find_conflict
+    from resolver.writer.writer import RegistryWriter
 
     winner = ClusterInfo(cluster="cluster-1", publisher="pub-b", version="0", started_at=1.0, cluster_uid="uid-b")
     checks: list[str] = []
@@ -168,8 +168,8 @@ def test_two_identities_racing_for_one_name_cannot_both_publish(gateway: EtcdGat
 def test_a_lost_info_key_taken_by_another_identity_is_refused_before_any_repair(gateway: EtcdGateway,
                                                                                 keys: Keys) -> None:
     """The verify loop re-claims a vanished ``info`` first; finding the name taken, it writes nothing more."""
-    from resolver.publisher.identity import find_conflict
-    from resolver.registry.writer import RegistryWriter
+    from resolver.publisher.cluster_ownership import find_conflict
+    from resolver.writer.writer import RegistryWriter
 
     refused: list[BaseException] = []
     mine = ClusterInfo(cluster="cluster-1", publisher="pub-a", version="0", started_at=1.0, cluster_uid="uid-a")

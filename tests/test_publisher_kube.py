@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from resolver.demo.processes import CliProcess
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import free_port
 from resolver.publisher import kube_source
 from resolver.publisher.agent import PublisherAgent
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import eventually
 from tests.support.fake_kube import FakeKubeApi, make_pod
 from tests.support.publishing import etcd_addresses

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from resolver.demo.processes import CliProcess
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 from tests.conftest import eventually
 from tests.support.fake_kube import FakeKubeApi, make_pod
 from tests.support.publishing import cluster_info, etcd_addresses

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
-from resolver.registry.writer import RegistryWriter
+from resolver.records.schema import ClusterInfo, EndpointRecord, Keys
+from resolver.writer.writer import RegistryWriter
 from tests.conftest import eventually, make_settings, record
 from tests.support.publishing import etcd_addresses
 
@@ -90,7 +90,7 @@ def test_a_keepalive_that_gets_no_answer_times_out_and_the_next_one_reconnects(t
     import pytest
 
     from resolver.errors import RegistryUnavailable
-    from resolver.registry.keepalive import LeaseKeeper
+    from resolver.etcd.keepalive import LeaseKeeper
 
     with LocalEtcd(tmp_path / "etcd") as own:
         gateway = EtcdGateway(make_settings(own.endpoint, prefix).etcd)

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
+from resolver.registry.mirror import RegistryReader
 from tests.conftest import eventually, make_settings, put_record, record
 from tests.support.tcp_proxy import TcpProxy
 
@@ -33,7 +33,7 @@ def reader_factory(etcd: LocalEtcd, prefix: str) -> Iterator[Callable[..., Regis
 
 
 def ground_truth(gateway: EtcdGateway, keys: Keys) -> dict[str, str]:
-    from resolver.registry.schema import EndpointRecord
+    from resolver.records.schema import EndpointRecord
 
     _, pages = gateway.list_prefix(keys.apps)
     return {k.decode(): EndpointRecord.from_json(v).host_port for page in pages for k, v, _ in page}

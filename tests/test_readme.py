@@ -76,7 +76,7 @@ def test_every_registry_value_the_code_writes_matches_its_json_schema() -> None:
 
     import jsonschema  # type: ignore[import-untyped]  # comes with kubernetes-validate (test extra)
 
-    from resolver.registry.schema import (
+    from resolver.records.schema import (
         ClusterInfo,
         ConflictMarker,
         EndpointRecord,

@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resolver.demo.processes import CliProcess, wait_dns_listening
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.addresses import DEFAULT_POLICY
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.names import split_host_port
-from resolver.registry.schema import Keys
+from resolver.records.addresses import DEFAULT_POLICY
+from resolver.records.names import split_host_port
+from resolver.records.schema import Keys
 from tests.conftest import make_settings, put_record, record
 from tests.support.component import ServeProcess
 

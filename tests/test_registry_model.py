@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from resolver.errors import RegistryError
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.identity import ensure_identity
+from resolver.records.schema import ClusterInfo, EndpointRecord, Keys
+from resolver.registry.history_id import ensure_identity
+from resolver.registry.mirror import RegistryReader
 from resolver.registry.ondemand import OnDemandReader
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
 from tests.conftest import eventually, make_settings, record
 from tests.support.tcp_proxy import TcpProxy
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from resolver.errors import InvalidRecord, ValidationError
-from resolver.registry import names
-from resolver.registry.schema import MAX_RECORD_BYTES, ClusterInfo, EndpointRecord, Keys
+from resolver.records import names
+from resolver.records.schema import MAX_RECORD_BYTES, ClusterInfo, EndpointRecord, Keys
 
 KEYS = Keys("/dapr/nr/v1")
 

@@ -14,11 +14,11 @@ import pytest
 
 from resolver.config import Layer, load_settings
 from resolver.errors import RegistryError
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import EtcdTls, LocalEtcd
 from resolver.local_tls import LocalCA
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
+from resolver.registry.mirror import RegistryReader
 from resolver.security.rbac import RESOLVER_ROLE, publisher_role
 from tests.conftest import eventually, put_record, record
 from tests.support.publishing import etcd_addresses

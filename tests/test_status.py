@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, free_port
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, ConflictMarker, Heartbeat, Keys, LastSeen, RegistryIdentity
+from resolver.records.schema import ClusterInfo, ConflictMarker, Heartbeat, Keys, LastSeen, RegistryIdentity
 from tests.conftest import eventually, put_record, record
 from tests.test_cli import cli
 

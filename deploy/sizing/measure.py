@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 from resolver.component.client import ComponentClient  # noqa: E402
 from resolver.config import Layer, load_settings  # noqa: E402
 from resolver.demo.processes import CliProcess, wait_dns_listening, wait_serving, wait_until  # noqa: E402
+from resolver.etcd.gateway import EtcdGateway  # noqa: E402
 from resolver.local_etcd import LocalEtcd, free_port  # noqa: E402
-from resolver.registry.gateway import EtcdGateway  # noqa: E402
-from resolver.registry.schema import EndpointRecord, Keys  # noqa: E402
+from resolver.records.schema import EndpointRecord, Keys  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

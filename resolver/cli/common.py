@@ -16,9 +16,9 @@ import sys
 from collections.abc import Callable
 
 from resolver.config import Layer, Settings, env_layer, file_layer, load_settings, set_layer
-from resolver.config.values import EtcdConnection
 from resolver.errors import ConfigError, FlagError, RegistryError, ResolverError
-from resolver.registry import etcd_errors
+from resolver.etcd import etcd_errors
+from resolver.etcd.connection import EtcdConnection
 
 log = logging.getLogger(__name__)
 _connections: list[EtcdConnection] = []

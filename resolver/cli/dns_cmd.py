@@ -28,7 +28,7 @@ from resolver.dns.server import DnsService, start_dns
 from resolver.errors import ConfigError
 from resolver.observability import metrics
 from resolver.observability.metrics import serve_metrics
-from resolver.registry.reader import RegistryReader
+from resolver.registry.mirror import RegistryReader
 from resolver.resolution.resolver import Resolver
 
 log = logging.getLogger(__name__)

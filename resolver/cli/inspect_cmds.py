@@ -16,9 +16,9 @@ from typing import TypeVar
 
 from resolver.cli.common import describe_error, note_key_range, settings_from
 from resolver.errors import InvalidRecord, RegistryError
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.reader import RegistryReader
-from resolver.registry.schema import EndpointRecord, Keys
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records.schema import EndpointRecord, Keys
+from resolver.registry.mirror import RegistryReader
 from resolver.resolution.resolver import Resolver
 
 T = TypeVar("T")

@@ -94,7 +94,7 @@ def _etcd_from_here(args: argparse.Namespace) -> str:
     if not (args.config or args.set):
         return ""
     from resolver.cli.common import settings_from
-    from resolver.registry.gateway import EtcdGateway
+    from resolver.etcd.gateway import EtcdGateway
 
     settings = settings_from(args)
     gateway = EtcdGateway(settings.etcd)

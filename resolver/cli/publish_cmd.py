@@ -14,8 +14,8 @@ from resolver.errors import ConfigError
 from resolver.observability import metrics
 from resolver.observability.metrics import serve_metrics
 from resolver.publisher.agent import PublisherAgent, PublisherOptions
-from resolver.publisher.identity import check_cluster_uid
-from resolver.registry import names
+from resolver.publisher.cluster_ownership import check_cluster_uid
+from resolver.records import names
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from resolver.cli.common import settings_from
 from resolver.errors import FlagError
-from resolver.registry import names
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.identity import ensure_identity
-from resolver.registry.schema import Keys
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records import names
+from resolver.records.schema import Keys
+from resolver.registry.history_id import ensure_identity
 from resolver.security.rbac import (
     RESOLVER_ROLE,
     ROOT_USER,

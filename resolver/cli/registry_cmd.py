@@ -6,9 +6,9 @@ import argparse
 import json
 
 from resolver.cli.common import settings_from
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.identity import ensure_identity, read_identity
-from resolver.registry.schema import Keys
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records.schema import Keys
+from resolver.registry.history_id import ensure_identity, read_identity
 
 
 def add_registry_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],

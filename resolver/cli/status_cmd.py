@@ -18,13 +18,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import etcd3.utils
-
 from resolver.cli.common import note_key_range, settings_from
 from resolver.cli.inspect_cmds import print_table
 from resolver.errors import InvalidRecord
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, ConflictMarker, Heartbeat, Keys, LastSeen, RegistryIdentity
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records.schema import ClusterInfo, ConflictMarker, Heartbeat, Keys, LastSeen, RegistryIdentity
 
 
 @dataclass
@@ -67,14 +65,11 @@ def _ago(at: float, now: float) -> str:
 def _lease_ttl(gateway: EtcdGateway, lease: int) -> int | None:
     if not lease:
         return None
-    response = gateway.call("lease ttl", lambda c: c.get_lease_info(lease))
-    return int(response.TTL)
+    return gateway.lease_ttl(lease)
 
 
 def _record_count(gateway: EtcdGateway, keys: Keys, cluster: str) -> int:
-    start = keys.cluster_apps(cluster).encode()
-    end = etcd3.utils.prefix_range_end(start)
-    return int(gateway.call("count", lambda c: c.get_range_response(start, end, count_only=True)).count)
+    return gateway.count_prefix(keys.cluster_apps(cluster))
 
 
 def gather(gateway: EtcdGateway, keys: Keys, now: float) -> tuple[RegistryIdentity | None, list[ClusterState]]:

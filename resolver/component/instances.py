@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 from resolver.component import limits
 from resolver.component.self_registration import SelfRegistration, self_record
-from resolver.config import EtcdConnection, Layer, Settings, init_layers, load_settings
+from resolver.config import Layer, Settings, init_layers, load_settings
 from resolver.config.settings import ServeLimits
 from resolver.errors import ConfigValueError, NotInitialized
-from resolver.registry.addresses import AddressPolicy
+from resolver.etcd.connection import EtcdConnection
+from resolver.records.addresses import AddressPolicy
 from resolver.registry.pool import ReaderPool
 from resolver.registry.supervised import SupervisedReader
 from resolver.resolution.resolver import Resolver

@@ -3,7 +3,7 @@
 This is how VMs and self-hosted Dapr join the registry without a publisher: on Init the
 sidecar described by Init's ``instance`` is written under ``clusterName`` on a lease of its
 own, kept alive while the component runs, re-registered after a lost lease (the shared
-:class:`~resolver.registry.writer.RegistryWriter` does that), and deleted on ``Close`` and on
+:class:`~resolver.writer.writer.RegistryWriter` does that), and deleted on ``Close`` and on
 graceful shutdown. It never reconciles the cluster's range: other writers share it.
 
 daprd treats a failed Init as fatal, so Init distinguishes two failures: etcd *refusing* the
@@ -18,10 +18,10 @@ import json
 import logging
 
 from resolver.errors import InvalidRequest, RegistrationRefused, RegistryError, RegistryUnavailable, ValidationError
-from resolver.registry import names
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord, Keys
-from resolver.registry.writer import RegistryWriter
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records import names
+from resolver.records.schema import EndpointRecord, Keys
+from resolver.writer.writer import RegistryWriter
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,7 @@ def check_write_permission(gateway: EtcdGateway, key: str, value: bytes) -> None
     Raises :class:`RegistrationRefused`; an unreachable etcd raises :class:`RegistryUnavailable`.
     """
     try:
-        gateway.call("self-registration check", lambda client: client.transaction(
-            compare=[client.transactions.version(key) < 0], success=[client.transactions.put(key, value)],
-            failure=[]))
+        gateway.may_put(key, value)
     except RegistryUnavailable:
         raise
     except RegistryError as error:

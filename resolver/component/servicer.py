@@ -36,7 +36,7 @@ from resolver.errors import (
     grpc_status_for,
 )
 from resolver.observability import metrics
-from resolver.registry import names
+from resolver.records import names
 from resolver.registry.ondemand import OnDemandReader
 from resolver.resolution.policy import Policy
 from resolver.resolution.resolver import Outcome, Resolver

@@ -12,15 +12,13 @@ from resolver.config.settings import (
     load_settings,
     set_layer,
 )
-from resolver.config.values import AppPolicy, ClusterCIDRs, EtcdConnection, EtcdEndpoint, PolicyName, Template
+from resolver.config.values import AppPolicy, ClusterCIDRs, PolicyName, Template
 
 __all__ = [
     "DEFAULT_SETTINGS",
     "ENV_PREFIX",
     "AppPolicy",
     "ClusterCIDRs",
-    "EtcdConnection",
-    "EtcdEndpoint",
     "Layer",
     "PolicyName",
     "ServeLimits",

@@ -36,8 +36,6 @@ from resolver.config import values
 from resolver.config.values import (
     AppPolicy,
     ClusterCIDRs,
-    EtcdConnection,
-    EtcdEndpoint,
     PolicyName,
     Template,
     duration,
@@ -45,8 +43,9 @@ from resolver.config.values import (
     shown,
 )
 from resolver.errors import ConfigValueError, FlagError
+from resolver.etcd.connection import EtcdConnection, EtcdEndpoint
 from resolver.observability import metrics
-from resolver.registry.addresses import AddressPolicy
+from resolver.records.addresses import AddressPolicy
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ from enum import StrEnum
 from typing import Any
 
 from resolver.errors import ValidationError
-from resolver.registry import names
-from resolver.registry.addresses import AddressPolicy
+from resolver.etcd.connection import EtcdEndpoint
+from resolver.records import names
+from resolver.records.addresses import AddressPolicy
 
 MAX_WEIGHT = 1_000_000
 MAX_VALUE_CHARS = 64 * 1024
@@ -41,40 +42,6 @@ class PolicyName(StrEnum):
 
 
 @dataclass(frozen=True)
-class EtcdEndpoint:
-    """One etcd client URL: ``host:port`` (plain) or ``https://host:port`` (TLS)."""
-
-    host: str
-    port: int
-    secure: bool = False
-
-    def __str__(self) -> str:
-        return f"{'https' if self.secure else 'http'}://{names.join_host_port(self.host, self.port)}"
-
-
-@dataclass(frozen=True)
-class EtcdConnection:
-    """Everything that identifies one etcd connection; hashable so readers can be shared."""
-
-    endpoints: tuple[EtcdEndpoint, ...]
-    prefix: str
-    timeout: float
-    username: str = ""
-    password: str = ""
-    ca_cert: str = ""
-    client_cert: str = ""
-    client_key: str = ""
-
-    def __repr__(self) -> str:  # never show the password in logs
-        return (f"EtcdConnection(endpoints={','.join(map(str, self.endpoints))}, prefix={self.prefix!r}, "
-                f"user={self.username or '-'}, tls={'yes' if self.tls else 'no'})")
-
-    @property
-    def tls(self) -> bool:
-        return bool(self.ca_cert) or any(endpoint.secure for endpoint in self.endpoints)
-
-
-@dataclass(frozen=True)
 class AppPolicy:
     """A per-app override from ``policies``; ``None`` fields inherit the global setting."""
 
@@ -85,7 +52,7 @@ class AppPolicy:
 
 @dataclass(frozen=True)
 class ClusterCIDRs:
-    """``clusterCIDRs``: per-cluster address allowlists (see :mod:`resolver.registry.addresses`)."""
+    """``clusterCIDRs``: per-cluster address allowlists (see :mod:`resolver.records.addresses`)."""
 
     text: str = ""
     cidrs: Mapping[str, tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = field(default_factory=dict)

@@ -27,7 +27,7 @@ from resolver.cli.common import settings_from
 from resolver.cli.inspect_cmds import print_table
 from resolver.component.client import ComponentClient
 from resolver.demo.stage import INVENTORIES, LEASE_TTL, Stage
-from resolver.registry.gateway import EtcdGateway
+from resolver.etcd.gateway import EtcdGateway
 
 
 class Narrator:

@@ -58,9 +58,9 @@ class Stage:
     def init_registry(self) -> str:
         """``registry init``, as an administrator does once per etcd: the registry's identity key."""
         from resolver.config import Layer, load_settings
-        from resolver.registry.gateway import EtcdGateway
-        from resolver.registry.identity import ensure_identity
-        from resolver.registry.schema import Keys
+        from resolver.etcd.gateway import EtcdGateway
+        from resolver.records.schema import Keys
+        from resolver.registry.history_id import ensure_identity
 
         settings = load_settings([Layer("demo", {"etcdEndpoints": self.endpoints, "prefix": self.prefix})])
         gateway = EtcdGateway(settings.etcd)

@@ -45,8 +45,8 @@ from resolver.dns.lookups import Found, HostAddresses, HostLookups
 from resolver.dns.zone import AppSpellings, Kind, ZoneName
 from resolver.errors import NotFound
 from resolver.observability import metrics
-from resolver.registry import names
-from resolver.registry.addresses import AddressPolicy
+from resolver.records import names
+from resolver.records.addresses import AddressPolicy
 from resolver.resolution.policy import Selection
 from resolver.resolution.resolver import Resolver, Target
 

@@ -23,7 +23,7 @@ from enum import Enum
 import dns.name
 
 from resolver.errors import ValidationError
-from resolver.registry import names
+from resolver.records import names
 from resolver.registry.cache import RegistryCache
 
 NS_LABEL = "ns"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication as WsgiApp
 
     from prometheus_client.metrics_core import Metric
-
-    from resolver.registry.supervised import SupervisedReader
 
 NAMESPACE = "dapr_nr"
 
@@ -62,11 +60,69 @@ def count_resolve(outcome: str, policy: str) -> None:
         FALLBACK_ANSWERS.labels("component").inc()
 
 
-_readers: weakref.WeakSet[SupervisedReader] = weakref.WeakSet()
+class _Prefixed(Protocol):
+    @property
+    def prefix(self) -> str: ...
+
+
+class _Liveness(Protocol):
+    def renewal_ages(self) -> Mapping[str, float]: ...
+
+
+class CacheView(Protocol):
+    """What the scrape reads off a reader's cache (``resolver.registry.cache.RegistryCache``)."""
+
+    @property
+    def liveness(self) -> _Liveness: ...
+
+    @property
+    def invalid_records(self) -> int: ...
+
+    @property
+    def withdrawn(self) -> Collection[str]: ...
+
+    def app_count(self) -> int: ...
+
+    def counts_by_cluster(self) -> Mapping[str, int]: ...
+
+    def gone_clusters(self) -> Iterable[str]: ...
+
+    def conflicts(self) -> Mapping[str, int]: ...
+
+
+class ReaderView(Protocol):
+    """What the scrape and ``/readyz`` read off a live registry reader
+    (``resolver.registry.supervised.SupervisedReader``).
+
+    Protocols, not the classes: metrics sit below the etcd client and the registry in the
+    layer order (``resolver/__init__.py``) and must not import them.
+    """
+
+    @property
+    def connection(self) -> _Prefixed: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def synced(self) -> bool: ...
+
+    @property
+    def no_quorum(self) -> bool: ...
+
+    @property
+    def cache(self) -> CacheView: ...
+
+    def lag_seconds(self) -> float: ...
+
+    def unreachable_for(self) -> float: ...
+
+
+_readers: weakref.WeakSet[ReaderView] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
-def track_reader(reader: SupervisedReader) -> None:
+def track_reader(reader: ReaderView) -> None:
     with _lock:
         _readers.add(reader)
 

@@ -6,7 +6,7 @@ otherwise they stay until their lease expires, so a restart or a rolling update 
 a gap in which the cluster disappears.
 
 A publisher that finds its cluster name held by a live publisher of another cluster identity
-(:mod:`resolver.publisher.identity`) writes nothing but a conflict marker, logs one error
+(:mod:`resolver.publisher.cluster_ownership`) writes nothing but a conflict marker, logs one error
 and sets :attr:`PublisherAgent.failed`; ``publish`` then exits non-zero.
 """
 
@@ -22,14 +22,14 @@ from typing import Any, Protocol
 from resolver import __version__
 from resolver.config import Settings
 from resolver.errors import RegistryError
+from resolver.etcd.gateway import EtcdGateway
 from resolver.observability import metrics
+from resolver.publisher.cluster_ownership import file_cluster_uid, find_conflict
 from resolver.publisher.election import LeaderElection, default_identity
-from resolver.publisher.identity import file_cluster_uid, find_conflict
 from resolver.publisher.publication import Publication
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.presence import write_conflict_marker
-from resolver.registry.schema import ClusterInfo
-from resolver.registry.writer import VERIFY_INTERVAL
+from resolver.records.schema import ClusterInfo
+from resolver.writer.presence import write_conflict_marker
+from resolver.writer.writer import VERIFY_INTERVAL
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class PublisherAgent:
             return file_cluster_uid(self.options.file)
         from kubernetes import client as k8s
 
-        from resolver.publisher.identity import kube_cluster_uid
+        from resolver.publisher.cluster_ownership import kube_cluster_uid
 
         return kube_cluster_uid(k8s.CoreV1Api(api).read_namespace)
 

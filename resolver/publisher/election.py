@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 
 from resolver.errors import RegistryError
+from resolver.etcd.gateway import EtcdGateway
+from resolver.etcd.keepalive import LeaseKeeper
 from resolver.observability import metrics
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.keepalive import LeaseKeeper
-from resolver.registry.schema import Keys
+from resolver.records.schema import Keys
 
 log = logging.getLogger(__name__)
 

@@ -44,8 +44,8 @@ from resolver.publisher.inventory import (
     parse_inventory,
 )
 from resolver.publisher.publication import Publication
-from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
-from resolver.registry.schema import EndpointRecord
+from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.records.schema import EndpointRecord
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ import yaml
 from resolver.errors import ValidationError
 from resolver.observability import metrics
 from resolver.publisher.pods import refusal_code
-from resolver.registry import names
-from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy, parse_host
-from resolver.registry.schema import EndpointRecord
+from resolver.records import names
+from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy, parse_host
+from resolver.records.schema import EndpointRecord
 
 log = logging.getLogger(__name__)
 

@@ -33,11 +33,11 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from resolver.errors import ResolverError
+from resolver.etcd.retry import attempt_log_level
 from resolver.observability import metrics
 from resolver.publisher.pods import SIDECAR_SELECTOR, ZONE_LABEL, PodEndpoint, pod_endpoint, refusal_code
 from resolver.publisher.publication import Publication
-from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
-from resolver.registry.retry import attempt_log_level
+from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from resolver.errors import ValidationError
-from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
-from resolver.registry.schema import EndpointRecord
+from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.records.schema import EndpointRecord
 
 SIDECAR_SELECTOR = "dapr.io/sidecar-injected=true"
 APP_ID_KEY = "dapr.io/app-id"

@@ -3,7 +3,7 @@
 Sources (Kubernetes, an inventory file) report their state here: a full list per *scope*
 (one namespace, or ``""`` for the whole cluster) with :meth:`Publication.replace`, then changes
 with :meth:`Publication.upsert` / :meth:`Publication.remove`. While this replica leads, a
-:class:`~resolver.registry.writer.RegistryWriter` makes etcd match; a standby keeps the same
+:class:`~resolver.writer.writer.RegistryWriter` makes etcd match; a standby keeps the same
 state warm, so on taking over it reconciles etcd against a complete list at once instead of
 starting from empty. Nothing is written to etcd until every scope has listed once: a
 reconcile against a partial list would delete live records.
@@ -16,12 +16,12 @@ import threading
 from collections.abc import Callable, Iterable
 
 from resolver.errors import InvalidRecord, RegistryError, RegistryUnavailable
-from resolver.publisher.identity import find_conflict
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.identity import ensure_identity
-from resolver.registry.presence import ClusterPresence
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
-from resolver.registry.writer import VERIFY_INTERVAL, RegistryWriter
+from resolver.etcd.gateway import EtcdGateway
+from resolver.publisher.cluster_ownership import find_conflict
+from resolver.records.schema import ClusterInfo, EndpointRecord, Keys
+from resolver.registry.history_id import ensure_identity
+from resolver.writer.presence import ClusterPresence
+from resolver.writer.writer import VERIFY_INTERVAL, RegistryWriter
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,8 @@ from typing import NamedTuple
 from resolver.errors import InvalidRecord, RefusedAddress
 from resolver.observability import metrics
 from resolver.observability.throttle import Throttle
-from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
-from resolver.registry.liveness import ClusterLiveness
-from resolver.registry.schema import (
+from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.records.schema import (
     ClusterInfo,
     ConflictMarker,
     Heartbeat,
@@ -48,6 +47,7 @@ from resolver.registry.schema import (
     RegistryIdentity,
     endpoint_entry,
 )
+from resolver.registry.liveness import ClusterLiveness
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ in each one multiplies memory, start-up lists and event fan-out by the fleet siz
 calls a handful of apps. This reader knows every cluster (the small ``{prefix}/clusters/``
 range: publishers' info and heartbeats, self-registered members) and, for each app it is asked
 about, reads that app's range in every cluster at one revision and then watches just those
-ranges — all watchers on one multiplexed stream (:mod:`resolver.registry.multiwatch`).
+ranges — all watchers on one multiplexed stream (:mod:`resolver.etcd.multiwatch`).
 
 * The first resolve of an app waits for that read (bounded by the caller's ``initialSyncWait``,
   then the fallback); later resolves are the same dict lookup as with a full mirror.
@@ -40,17 +40,17 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from resolver.config import EtcdConnection
 from resolver.errors import InvalidRecord, RegistryError
+from resolver.etcd.connection import EtcdConnection
+from resolver.etcd.multiwatch import MultiWatch, Range
+from resolver.etcd.retry import attempt_log_level
+from resolver.etcd.watch import DELETE, WatchEvent
 from resolver.observability import metrics
-from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.records.schema import RegistryIdentity
 from resolver.registry.cache import AppKey
-from resolver.registry.identity import read_identity
-from resolver.registry.multiwatch import MultiWatch, Range
-from resolver.registry.retry import attempt_log_level
-from resolver.registry.schema import RegistryIdentity
+from resolver.registry.history_id import read_identity
 from resolver.registry.supervised import SupervisedReader
-from resolver.registry.watch import DELETE, WatchEvent
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from typing import Literal, overload
 
-from resolver.config import EtcdConnection
-from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.etcd.connection import EtcdConnection
+from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.registry.mirror import RegistryReader
 from resolver.registry.ondemand import OnDemandReader
-from resolver.registry.reader import RegistryReader
 from resolver.registry.supervised import SupervisedReader
 
 Reader = RegistryReader | OnDemandReader

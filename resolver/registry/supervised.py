@@ -1,6 +1,6 @@
 """What every registry reader shares: the supervised loop, health, and the reader surface.
 
-Both cache scopes (the full mirror, :mod:`resolver.registry.reader`, and the on-demand one,
+Both cache scopes (the full mirror, :mod:`resolver.registry.mirror`, and the on-demand one,
 :mod:`resolver.registry.ondemand`) run the same loop — connect (list, or resume), then follow
 one watch stream until it breaks — under the same rules:
 
@@ -21,16 +21,16 @@ import random
 import threading
 import time
 
-from resolver.config import EtcdConnection
 from resolver.errors import RegistryCompacted, RegistryError
+from resolver.etcd.connection import EtcdConnection
+from resolver.etcd.gateway import EtcdGateway
+from resolver.etcd.multiwatch import MultiWatch
+from resolver.etcd.retry import attempt_log_level, retry_until_stopped
 from resolver.observability import metrics
 from resolver.observability.throttle import Throttle
-from resolver.registry.addresses import AddressPolicy
+from resolver.records.addresses import AddressPolicy
+from resolver.records.schema import Keys
 from resolver.registry.cache import RegistryCache
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.multiwatch import MultiWatch
-from resolver.registry.retry import attempt_log_level, retry_until_stopped
-from resolver.registry.schema import Keys
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from resolver.config import Settings
 from resolver.errors import InvalidRequest, NotFound, ValidationError
-from resolver.registry import names
+from resolver.records import names
 from resolver.registry.cache import Snapshot
 from resolver.registry.supervised import SupervisedReader
 from resolver.resolution.policy import Policy, PolicyBook, Selection, pick_one, spread

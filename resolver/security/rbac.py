@@ -25,13 +25,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-import etcd3.utils
-from etcd3 import etcdrpc
-from etcd3.etcdrpc import auth_pb2
-
-from resolver.errors import RegistryError
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.etcd import auth
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records.schema import Keys
 
 ROOT_USER = "root"
 RESOLVER_ROLE = "dapr-nr-resolver"
@@ -113,66 +109,37 @@ def etcdctl_commands(grants: list[Grant], with_users: bool = True) -> list[str]:
     return lines
 
 
-_PERMISSIONS = {"read": auth_pb2.Permission.READ, "write": auth_pb2.Permission.WRITE,
-                "readwrite": auth_pb2.Permission.READWRITE}
-
-
 def apply(gateway: EtcdGateway, grants: list[Grant], passwords: dict[str, str] | None = None) -> list[str]:
     """Create the roles (and users, when ``passwords`` names them) through etcd's Auth API."""
     done: list[str] = []
-
-    def call(what: str, method: str, request: object, tolerate: str = "") -> None:
-        if _auth_call(gateway, what, method, request, tolerate):
-            done.append(what)
-
     for role in roles_of(grants):
-        call(f"role add {role}", "RoleAdd", etcdrpc.AuthRoleAddRequest(name=role), "already exists")
+        if auth.add_role(gateway, role):
+            done.append(f"role add {role}")
     for grant in grants:
-        start = grant.prefix.encode()
-        permission = auth_pb2.Permission(permType=_PERMISSIONS[grant.permission], key=start,
-                                         range_end=etcd3.utils.prefix_range_end(start))
-        call(f"grant {grant.permission} {grant.prefix} to {grant.role}", "RoleGrantPermission",
-             etcdrpc.AuthRoleGrantPermissionRequest(name=grant.role, perm=permission))
+        if auth.grant_prefix(gateway, grant.role, grant.prefix, grant.permission):
+            done.append(f"grant {grant.permission} {grant.prefix} to {grant.role}")
     for user, password in (passwords or {}).items():
-        call(f"user add {user}", "UserAdd", etcdrpc.AuthUserAddRequest(name=user, password=password),
-             "already exists")
-        call(f"grant role {user} to user {user}", "UserGrantRole",
-             etcdrpc.AuthUserGrantRoleRequest(user=user, role=user))
+        if auth.add_user(gateway, user, password):
+            done.append(f"user add {user}")
+        if auth.grant_role(gateway, user, user):
+            done.append(f"grant role {user} to user {user}")
     return done
 
 
-def _auth_call(gateway: EtcdGateway, what: str, method: str, request: object, tolerate: str = "") -> bool:
-    """One Auth API call; False when etcd answered with the tolerated error (e.g. "already exists")."""
-    def run(client: etcd3.MultiEndpointEtcd3Client) -> object:
-        stub = etcdrpc.AuthStub(client.channel)
-        return getattr(stub, method)(request, client.timeout, credentials=client.call_credentials,
-                                     metadata=client.metadata)
-    try:
-        gateway.call(what, run)
-    except RegistryError as error:
-        if tolerate and tolerate in str(error):
-            return False
-        raise
-    return True
-
-
 def user_exists(gateway: EtcdGateway, user: str) -> bool:
-    return _auth_call(gateway, f"user get {user}", "UserGet", etcdrpc.AuthUserGetRequest(name=user),
-                      "user name not found")
+    return auth.user_exists(gateway, user)
 
 
 def ensure_root(gateway: EtcdGateway, password: str) -> list[str]:
     """Create the ``root`` user with the root role (etcd refuses ``auth enable`` without it)."""
     done = []
-    if _auth_call(gateway, f"user add {ROOT_USER}", "UserAdd",
-                  etcdrpc.AuthUserAddRequest(name=ROOT_USER, password=password), "already exists"):
+    if auth.add_user(gateway, ROOT_USER, password):
         done.append(f"user add {ROOT_USER}")
-    _auth_call(gateway, f"grant role {ROOT_USER} to user {ROOT_USER}", "UserGrantRole",
-               etcdrpc.AuthUserGrantRoleRequest(user=ROOT_USER, role=ROOT_USER))
+    auth.grant_role(gateway, ROOT_USER, ROOT_USER)
     done.append(f"grant role {ROOT_USER} to user {ROOT_USER}")
     return done
 
 
 def enable_auth(gateway: EtcdGateway) -> None:
     """``auth enable`` (idempotent in etcd: enabling twice is not an error)."""
-    _auth_call(gateway, "auth enable", "AuthEnable", etcdrpc.AuthEnableRequest())
+    auth.enable_auth(gateway)

@@ -24,9 +24,9 @@ import grpc
 from resolver.component.client import ComponentClient
 from resolver.config import Layer, load_settings
 from resolver.demo.processes import CliProcess, wait_until
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord, Keys
+from resolver.records.schema import EndpointRecord, Keys
 from tests.support.component import ServeProcess
 from tests.support.fake_kube import FakeKubeApi, make_pod
 

@@ -10,10 +10,10 @@ import pytest
 
 from resolver.config import Settings
 from resolver.demo.processes import wait_until
+from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, find_binary, free_port
 from resolver.publisher.agent import PublisherAgent, PublisherOptions
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ClusterInfo, EndpointRecord, Keys
+from resolver.records.schema import ClusterInfo, EndpointRecord, Keys
 from tests.support.fake_kube import FakeKubeApi
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from resolver.errors import ValidationError
-from resolver.registry import names
+from resolver.records import names
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

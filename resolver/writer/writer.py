@@ -23,7 +23,7 @@ one thread makes it so:
   counted and reported — the rest is written (one bad entry never freezes a publication);
 * as a cluster's publisher (``info`` given) it keeps its predecessor's leases alive until its
   own first sync is written (:meth:`LeasePool.adopt`), and writes the heartbeat and
-  ``lastseen`` keys (:mod:`resolver.registry.presence`).
+  ``lastseen`` keys (:mod:`resolver.writer.presence`).
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from resolver.errors import LeaseNotFound, RegistryError
+from resolver.etcd.gateway import EtcdGateway
+from resolver.etcd.leases import KEYS_PER_LEASE, LeasePool
+from resolver.etcd.range_reads import get_with_meta, record_leases, same_record, too_large
+from resolver.etcd.retry import attempt_log_level, retry_until_stopped
 from resolver.observability import metrics
-from resolver.registry.claim import ClaimCheck, claim_key, holder
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.leases import KEYS_PER_LEASE, LeasePool
-from resolver.registry.presence import ClusterPresence
-from resolver.registry.range_reads import get_with_meta, record_leases, same_record, too_large
-from resolver.registry.retry import attempt_log_level, retry_until_stopped
-from resolver.registry.schema import MAX_RECORD_BYTES, ClusterInfo, EndpointRecord, Keys
+from resolver.records.schema import MAX_RECORD_BYTES, ClusterInfo, EndpointRecord, Keys
+from resolver.writer.claim import ClaimCheck, claim_key, holder
+from resolver.writer.presence import ClusterPresence
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import grpc
 from etcd3 import etcdrpc
 
 from resolver.errors import RegistryUnavailable
+from resolver.etcd.gateway import EtcdGateway, translate
 from resolver.observability import metrics
-from resolver.registry.gateway import EtcdGateway, translate
 
 log = logging.getLogger(__name__)
 

@@ -27,15 +27,15 @@ import random
 import time
 from collections.abc import Iterator
 
-from resolver.config import EtcdConnection
 from resolver.errors import RegistryCompacted
+from resolver.etcd.connection import EtcdConnection
+from resolver.etcd.multiwatch import MultiWatch, Range
+from resolver.etcd.watch import DELETE, WatchEvent
 from resolver.observability import metrics
-from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy
-from resolver.registry.identity import read_identity
-from resolver.registry.multiwatch import MultiWatch, Range
-from resolver.registry.schema import RegistryIdentity
+from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.records.schema import RegistryIdentity
+from resolver.registry.history_id import read_identity
 from resolver.registry.supervised import SupervisedReader
-from resolver.registry.watch import DELETE, WatchEvent
 
 log = logging.getLogger(__name__)
 

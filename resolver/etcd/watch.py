@@ -4,7 +4,7 @@ python3-etcd3's own watcher cannot be trusted with a registry: when its stream b
 callback thread dies on a ``NameError`` (``six`` is used but never imported) and the callbacks
 are never told, so a watch goes silently dead. It also offers no way to notice a frozen etcd
 whose TCP connection stays open. So the project speaks etcd's Watch stream directly, on the
-gateway's channel (:mod:`resolver.registry.multiwatch`, used by both cache scopes):
+gateway's channel (:mod:`resolver.etcd.multiwatch`, used by both cache scopes):
 
 * one ``WatchCreateRequest`` per watched range from its resume revision, with etcd's require-leader
   option (the ``hasleader`` metadata etcd's Go client sends for ``WithRequireLeader``): a member

@@ -1,6 +1,6 @@
 """Small etcd reads and comparisons the writer needs to converge on etcd rather than on memory.
 
-Kept apart from :mod:`resolver.registry.writer` so the writer reads as policy (what to put
+Kept apart from :mod:`resolver.writer.writer` so the writer reads as policy (what to put
 back, when) and this as mechanics (how to ask etcd cheaply, and what counts as "the same").
 """
 
@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from resolver.errors import RegistryError
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import EndpointRecord
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records.schema import EndpointRecord
 
 LEASE_PAGE = 20_000
 """Keys per page of a keys-only read (no values: 100k keys cost a few MB, not 30)."""

@@ -17,8 +17,8 @@ every watcher re-lists.
 from __future__ import annotations
 
 from resolver.errors import InvalidRecord
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys, RegistryIdentity
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records.schema import Keys, RegistryIdentity
 
 
 def read_identity(gateway: EtcdGateway, keys: Keys) -> RegistryIdentity | None:

@@ -1,7 +1,7 @@
 """Claiming a cluster name with one compare-and-put, so two identities cannot both pass.
 
 A publisher checks, before writing anything, that no live key of its cluster names another
-cluster identity (:func:`resolver.publisher.identity.find_conflict`). That read can race: two
+cluster identity (:func:`resolver.publisher.cluster_ownership.find_conflict`). That read can race: two
 publishers of different clusters given the same name, started at the same instant, both find
 the name free and both publish. Their first ``info`` write therefore is a compare-and-put
 against the value just read: exactly one of two racing writes succeeds, and the other
@@ -15,8 +15,8 @@ import json
 from collections.abc import Callable
 
 from resolver.errors import RegistryUnavailable
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.range_reads import get_with_meta
+from resolver.etcd.gateway import EtcdGateway
+from resolver.etcd.range_reads import get_with_meta
 
 ClaimCheck = Callable[[], BaseException | None]
 """Returns an error when this writer must not touch the cluster (another identity holds it)."""

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from resolver.errors import ConfigError, ResolverError, ValidationError
-from resolver.registry import names
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import Keys
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records import names
+from resolver.records.schema import Keys
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from resolver.errors import InvalidRecord, RefusedAddress, ValidationError
-from resolver.registry import names
-from resolver.registry.addresses import DEFAULT_POLICY, AddressPolicy, parse_host
+from resolver.records import names
+from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy, parse_host
 
 MAX_RECORD_BYTES = 4096
 """Registry values larger than this are refused: a record is ~200 bytes; 4 KiB leaves room."""

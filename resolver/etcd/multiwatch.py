@@ -10,7 +10,7 @@ Watch ids are assigned by etcd in the order of the create requests on a stream (
 3.4 cannot choose them, and the proxy re-maps them), so pending creates are matched to
 ``created`` responses first in, first out. A watcher whose start revision was compacted is
 cancelled by etcd; the owner is told (:attr:`MultiWatch.on_compacted`) and re-reads that
-range. Liveness works as in :mod:`resolver.registry.watch`: progress requests, and a read probe
+range. Liveness works as in :mod:`resolver.etcd.watch`: progress requests, and a read probe
 for servers that never answer them (``etcd grpc-proxy``).
 """
 
@@ -29,8 +29,8 @@ import grpc
 from etcd3 import etcdrpc
 
 from resolver.errors import RegistryError, RegistryUnavailable
-from resolver.registry.gateway import EtcdGateway, translate
-from resolver.registry.watch import REQUIRE_LEADER, WatchEvent
+from resolver.etcd.gateway import EtcdGateway, translate
+from resolver.etcd.watch import REQUIRE_LEADER, WatchEvent
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ etcd slows down as the number of keys attached to one lease grows (every expiry 
 deletes them in one go), so a large cluster's records are spread over several leases. The
 pool only does bookkeeping and the etcd calls; the writer decides when to call it.
 
-Keep-alives go over one long-lived stream (:class:`~resolver.registry.keepalive.LeaseKeeper`),
+Keep-alives go over one long-lived stream (:class:`~resolver.etcd.keepalive.LeaseKeeper`),
 all due leases in one round trip — this is what works through ``etcd grpc-proxy``.
 
 *Adopted* leases are a predecessor's (the previous process of this same cluster, found on
@@ -20,9 +20,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from resolver.etcd.gateway import EtcdGateway
+from resolver.etcd.keepalive import LeaseKeeper
 from resolver.observability import metrics
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.keepalive import LeaseKeeper
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ python3-etcd3 replaces even that with ``ConnectionFailedError("etcd connection f
 original ``grpc.RpcError`` survives only as the exception's ``__context__``). So a refused
 port, an unresolvable host, plain HTTP against a TLS etcd, a wrong CA and a missing client
 certificate all used to read the same. This module digs out the gRPC detail and classifies it;
-:func:`resolver.registry.gateway.translate` uses it for every etcd error.
+:func:`resolver.etcd.gateway.translate` uses it for every etcd error.
 
 The classes (:class:`Cause`) are stable for tests and metrics; the wording is for operators.
 The detail strings matched here are those of gRPC core (C) 1.6x with BoringSSL, as observed
@@ -23,7 +23,7 @@ from enum import StrEnum
 import etcd3.exceptions
 import grpc
 
-from resolver.config.values import EtcdConnection
+from resolver.etcd.connection import EtcdConnection
 
 
 class Cause(StrEnum):

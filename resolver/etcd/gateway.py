@@ -24,13 +24,14 @@ from typing import Any, NamedTuple, TypeVar
 
 import etcd3
 import etcd3.exceptions
+import etcd3.utils
 import grpc
 from etcd3 import etcdrpc
 
-from resolver.config import EtcdConnection
 from resolver.errors import LeaseNotFound, RegistryError, RegistryUnavailable
+from resolver.etcd import etcd_errors
+from resolver.etcd.connection import EtcdConnection
 from resolver.observability import metrics
-from resolver.registry import etcd_errors
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def translate(error: BaseException, what: str, connection: EtcdConnection | None
     """Map any error raised by grpc/etcd3 while doing ``what`` to our hierarchy.
 
     The message is one line naming the endpoint, the cause and the fix
-    (:mod:`resolver.registry.etcd_errors`); ``connection`` (which endpoints, user, TLS files) and
+    (:mod:`resolver.etcd.etcd_errors`); ``connection`` (which endpoints, user, TLS files) and
     ``key`` make it precise — without them the endpoint comes from gRPC's own detail text.
     Retryable or not is decided by the gRPC code alone, as before, so callers' retry loops are
     unaffected by the wording.
@@ -307,6 +308,22 @@ class EtcdGateway:
 
     # -- leases ---------------------------------------------------------------------------
 
+    def count_prefix(self, prefix: str) -> int:
+        """How many keys lie under ``prefix``: a count-only read (no keys or values cross the wire)."""
+        start = prefix.encode()
+        end = etcd3.utils.prefix_range_end(start)
+        return int(self.call("count", lambda c: c.get_range_response(start, end, count_only=True), prefix).count)
+
+    def may_put(self, key: str, value: bytes) -> None:
+        """Ask etcd whether these credentials may write ``key``, without writing it.
+
+        A transaction whose comparison can never hold (version < 0) runs no operation, but etcd
+        checks the permissions of *every* operation of both branches first: a read-only user gets
+        PERMISSION_DENIED, bad credentials fail authentication, an existing value stays untouched.
+        """
+        self.call("write permission check", lambda c: c.transaction(
+            compare=[c.transactions.version(key) < 0], success=[c.transactions.put(key, value)], failure=[]), key)
+
     def grant(self, ttl: int) -> int:
         return int(self.call("lease grant", lambda c: c.lease(ttl)).id)
 
@@ -317,6 +334,10 @@ class EtcdGateway:
                 return int(response.TTL)
             return 0
         return self.call("lease keep-alive", refresh)
+
+    def lease_ttl(self, lease_id: int) -> int:
+        """Seconds the lease has left (-1 once it has expired)."""
+        return int(self.call("lease ttl", lambda c: c.get_lease_info(lease_id)).TTL)
 
     def revoke(self, lease_id: int) -> None:
         """Revoke a lease (deleting its keys); a lease that is already gone is not an error."""

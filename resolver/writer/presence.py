@@ -9,8 +9,8 @@
 * ``{prefix}/clusters/{cluster}/conflict/{clusterUid}`` — written on a short lease by a
   publisher that found its cluster name held by another cluster identity, before it exits.
 
-Keys and values are the registry schema's (:class:`~resolver.registry.schema.Heartbeat`,
-:class:`~resolver.registry.schema.LastSeen`, :class:`~resolver.registry.schema.ConflictMarker`).
+Keys and values are the registry schema's (:class:`~resolver.records.schema.Heartbeat`,
+:class:`~resolver.records.schema.LastSeen`, :class:`~resolver.records.schema.ConflictMarker`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from resolver.registry.gateway import EtcdGateway
-from resolver.registry.schema import ConflictMarker, Heartbeat, Keys, LastSeen
+from resolver.etcd.gateway import EtcdGateway
+from resolver.records.schema import ConflictMarker, Heartbeat, Keys, LastSeen
 
 log = logging.getLogger(__name__)
 
