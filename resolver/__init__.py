@@ -3,7 +3,8 @@
 Layers, lowest first; each imports only from the layers before it, and packages on one line
 never import each other (import-linter enforces this; the contracts are in pyproject.toml):
 
-1. :mod:`resolver.errors` — the one exception hierarchy;
+1. :mod:`resolver.errors` (the one exception tree, and how a value is shown in a message) ·
+   :mod:`resolver.timing` (the one backoff schedule every retry loop waits by);
 2. :mod:`resolver.observability` — logs, metrics and probes (Protocols, never the registry's classes);
 3. :mod:`resolver.records` — the key contract: names, the address policy, every record format;
 4. :mod:`resolver.etcd` — the etcd client, the only package that imports ``etcd3``;

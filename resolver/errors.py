@@ -1,15 +1,57 @@
-"""The package's one exception hierarchy, and its one mapping to gRPC status codes.
+"""The package's one exception tree, and the one way a value is shown in a message.
 
-Every error raised on purpose derives from :class:`ResolverError`. Errors of dependencies
-(grpc, etcd3, kubernetes) are translated where they are caught — etcd's in
-:mod:`resolver.etcd.gateway` — so callers handle our types only, and the component maps
-them to status codes in exactly one place (:func:`grpc_status_for`). Dapr's contract is that a
-resolver never answers ``UNKNOWN``; anything unexpected becomes ``INTERNAL``.
+Every error raised on purpose derives from :class:`ResolverError`, and every class of the tree
+is defined here, so this module is the whole map (as httpx's ``_exceptions`` is)::
+
+    ResolverError
+    ├── ValidationError (also a ValueError)
+    │   ├── ConfigError
+    │   │   ├── ConfigValueError
+    │   │   └── FlagError
+    │   ├── InvalidRequest
+    │   └── InvalidRecord
+    │       └── RefusedAddress
+    ├── InventoryError (also a ValueError)
+    │   └── NoEndpoints
+    ├── LimitReached
+    ├── NotInitialized
+    ├── NotFound
+    ├── RegistryError
+    │   ├── RegistryUnavailable
+    │   ├── RegistrationRefused
+    │   ├── LeaseNotFound
+    │   └── RegistryCompacted
+    ├── KubeError
+    │   ├── Gone
+    │   └── Forbidden
+    ├── ClusterConflict
+    ├── SocketInUse
+    ├── UnsafeSocketDir
+    └── EtcdNotInstalled
+
+Errors of dependencies (grpc, etcd3, kubernetes) are translated where they are caught — etcd's
+in :mod:`resolver.etcd.gateway`, the API server's in :mod:`resolver.publisher.kube_source` — so
+callers handle our types only. This is the bottom layer: it imports nothing of the project and
+knows no protocol; what a gRPC caller is answered for each class is the table of
+:mod:`resolver.component.grpc_status`, and what the command line prints and exits with is
+:func:`resolver.cli.common.describe_error`.
 """
 
 from __future__ import annotations
 
-import grpc
+SHOWN_CHARS = 80
+"""The most characters of a value :func:`shown` puts in a message."""
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters, saying how long it was when cut.
+
+    Why: a message that echoes what it refuses must not echo 18 KB back (to a log line, a gRPC
+    status detail with its metadata limit, or a terminal), yet must still show enough of the value
+    to recognize it — and ``repr`` makes spaces, quotes and control characters visible.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(text)} chars)"
 
 
 class ResolverError(Exception):
@@ -106,21 +148,48 @@ class RefusedAddress(InvalidRecord):
     """A well-formed record whose address the address policy refuses (loopback, metadata, …)."""
 
 
-_STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
-    (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
-    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotInitialized, grpc.StatusCode.FAILED_PRECONDITION),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (LimitReached, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (RegistrationRefused, grpc.StatusCode.PERMISSION_DENIED),
-    (RegistryUnavailable, grpc.StatusCode.UNAVAILABLE),
-)
+class InventoryError(ResolverError, ValueError):
+    """An inventory document as a whole is unusable (unreadable, not YAML/JSON, not a list): the
+    file source keeps the last good state. Also a ``ValueError``, as it always was, so code that
+    treats any unparsable input alike still does."""
 
 
-def grpc_status_for(error: BaseException) -> grpc.StatusCode:
-    """The status code a component call answers with when it fails with ``error``."""
-    for error_type, code in _STATUS_BY_ERROR:
-        if isinstance(error, error_type):
-            return code
-    return grpc.StatusCode.INTERNAL
+class NoEndpoints(InventoryError):
+    """Empty, comment-only, ``~``, ``{}`` or ``endpoints:`` without a list: what a truncating editor
+    leaves behind, never a wish to withdraw the cluster — keep the last good state."""
+
+
+class KubeError(ResolverError):
+    """The Kubernetes API server failed or could not be reached; the reflector retries."""
+
+
+class Gone(KubeError):
+    """410: the resourceVersion (or continue token) expired — re-list."""
+
+
+class Forbidden(KubeError):
+    """403: this service account may not read that resource."""
+
+
+class ClusterConflict(ResolverError):
+    """The cluster name is held by a live publisher of another cluster identity."""
+
+    def __init__(self, cluster: str, ours: str, theirs: str, holder: str) -> None:
+        self.cluster, self.ours, self.theirs, self.holder = cluster, ours, theirs, holder
+        super().__init__(
+            f"cluster name {cluster!r} is already published by another cluster (identity {theirs}"
+            f"{', publisher ' + holder if holder else ''}); this publisher's identity is {ours}, so it "
+            f"refuses to touch {cluster!r}'s records. Fix: give this cluster its own --cluster name, or, if it "
+            f"really is the same cluster, start it with --cluster-uid {theirs}")
+
+
+class SocketInUse(ResolverError):
+    """Another live server answers on the component socket, or the path is not a socket."""
+
+
+class UnsafeSocketDir(ResolverError):
+    """The socket directory is not safe or not usable (owner, type, permissions, path length)."""
+
+
+class EtcdNotInstalled(ResolverError):
+    """No ``etcd``/``etcdctl`` binary for the throw-away local etcd (demo, tests)."""

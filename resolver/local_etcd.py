@@ -24,11 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from resolver.errors import ResolverError
-
-
-class EtcdNotInstalled(ResolverError):
-    pass
+from resolver.errors import EtcdNotInstalled, ResolverError
 
 
 def find_binary(name: str = "etcd") -> str:

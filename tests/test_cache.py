@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from resolver.records.schema import ClusterInfo, Keys
 from resolver.registry.cache import RegistryCache
 from tests.conftest import record
@@ -80,3 +82,21 @@ def test_dump_lists_every_endpoint() -> None:
     cache.replace_all([kv(a), kv(b)], 1)
     assert cache.dump() == {a.key(KEYS): "10.0.0.1:50002", b.key(KEYS): "[fd00::2]:50002"}
     assert cache.counts_by_cluster() == {"cluster-1": 1, "cluster-2": 1}
+
+
+def test_a_new_history_carries_old_records_until_the_cluster_syncs_or_time_runs_out() -> None:
+    cache = RegistryCache(KEYS, carry_over=60.0)
+    kept, dropped = record("a", address="10.0.0.1"), record("a", address="10.0.0.2")
+    other = record("b", cluster="cluster-2", address="10.0.0.3")
+    cache.replace_all([kv(kept), kv(dropped), kv(other)], 1)
+    cache.replace_all([], 2, new_history=True)  # etcd wiped and re-created: nothing re-put yet
+    assert cache.carried_clusters == {"cluster-1", "cluster-2"}
+    assert cache.lookup("default", "a") == {"cluster-1": ("10.0.0.1:50002", "10.0.0.2:50002")}
+    cache.apply([(False, *kv(kept))], 3)  # re-put in the new history: no longer a carried record
+    synced = ClusterInfo("cluster-1", "pub", "1", 1.0, synced_at=2.0)
+    cache.apply([(False, KEYS.info("cluster-1").encode(), synced.to_json())], 4)
+    assert cache.lookup("default", "a") == {"cluster-1": ("10.0.0.1:50002",)}, "what it did not re-put is dropped"
+    assert cache.carried_clusters == {"cluster-2"}
+    cache.tick(time.monotonic() + 61)  # cluster-2 never synced within carry_over
+    assert cache.carried_clusters == frozenset()
+    assert cache.lookup("default", "b") == {}

@@ -63,6 +63,30 @@ def test_resolve_uses_the_component_code_path(etcd: LocalEtcd, prefix: str, gate
     assert bad_config.returncode == 2 and "invalid value for 'policy' (from --set)" in bad_config.stderr
 
 
+def test_resolve_applies_the_address_policy_and_cache_scope_like_the_component(
+        etcd: LocalEtcd, prefix: str, gateway: EtcdGateway, keys: Keys) -> None:
+    """``resolve`` builds its reader the component's way (test_component's address-policy test, as a
+    command): it once ignored clusterCIDRs and allowLoopback and served what the component refuses."""
+    put_record(gateway, keys, record("inside", address="10.1.0.5"))
+    put_record(gateway, keys, record("outside", address="10.2.0.5"))
+    put_record(gateway, keys, record("loop", address="127.0.0.1"))
+    put_record(gateway, keys, record("unannounced", cluster="cluster-9", address="10.9.0.5"))
+    common = ["--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}"]
+    strict = [*common, "--set", "clusterCIDRs=cluster-1=10.1.0.0/16"]
+    assert cli("resolve", "inside", *strict).stdout.strip() == "10.1.0.5:50002"
+    outside = cli("resolve", "outside", *strict)
+    assert outside.returncode == 0, outside.stderr
+    assert outside.stdout.strip() == "outside-dapr.default.svc.cluster.local:50002"  # outside clusterCIDRs
+    assert "(fallback, policy FailOver)" in outside.stderr and "refused" in outside.stderr
+    assert cli("resolve", "loop", *common).stdout.strip() == "loop-dapr.default.svc.cluster.local:50002"
+    assert cli("resolve", "loop", *common, "--set", "allowLoopback=true").stdout.strip() == "127.0.0.1:50002"
+    # The scope too: the full mirror serves a cluster that never announced itself; onDemand, which
+    # learns clusters from clusters/ only, does not — in the component and in this command alike.
+    assert cli("resolve", "unannounced", *common).stdout.strip() == "10.9.0.5:50002"
+    on_demand = cli("resolve", "unannounced", *common, "--set", "cacheScope=onDemand")
+    assert on_demand.stdout.strip() == "unannounced-dapr.default.svc.cluster.local:50002", on_demand.stderr
+
+
 def test_resolve_with_etcd_down_falls_back_after_initial_sync_wait() -> None:
     started = time.monotonic()
     result = cli("resolve", "orders", "--set", f"etcdEndpoints=127.0.0.1:{free_port()}",

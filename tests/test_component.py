@@ -165,9 +165,9 @@ def test_init_succeeds_while_etcd_is_down_and_resolves_fall_back(serve, tmp_path
             assert time.monotonic() - started < 10.0
             started = time.monotonic()
             client.resolve("orders")
-            # The initial wait (3 s) is spent once, not per call: half of it is a bound a loaded
-            # machine does not reach, and a second wait always would.
-            assert time.monotonic() - started < 1.5
+            # The initial wait (3 s) is spent once, not per call: a second wait would take at least
+            # 3 s by construction, and a call without one takes milliseconds even on a loaded machine.
+            assert time.monotonic() - started < 2.5
             assert client.health("registry") == "NOT_SERVING"
             down.start()
             gateway = EtcdGateway(make_settings(down.endpoint, prefix).etcd)

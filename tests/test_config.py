@@ -121,6 +121,30 @@ def test_nan_in_init_json_and_yaml_is_refused(tmp_path: Path) -> None:
         load_settings([set_layer(["etcdTimeout=inf"])])
 
 
+def test_a_key_written_twice_is_refused_in_every_structured_source_naming_the_key(tmp_path: Path) -> None:
+    """Python's json and PyYAML keep the last of two equal keys; the one strict decoder refuses both."""
+    twice = '{"default/orders": {"policy": "Locality", "policy": "FailOver"}}'
+    for layer in (set_layer([f"policies={twice}"]), init_layers("", {"policies": twice})[-1]):
+        with pytest.raises(ConfigValueError, match=r"'policies'.*duplicate key 'policy'"):
+            load_settings([layer])
+    with pytest.raises(ConfigValueError, match=r"'configuration' \(from Init\): duplicate key 'clusterName'"):
+        init_layers('{"clusterName": "cluster-1", "clusterName": "cluster-2"}', {})
+    with pytest.raises(ConfigValueError, match="duplicate key 'default/orders'"):
+        init_layers('{"policies": {"default/orders": {}, "default/orders": {"policy": "Locality"}}}', {})
+    config = tmp_path / "twice.yaml"
+    config.write_text("clusterName: cluster-1\npolicy: Locality\nclusterName: cluster-2\n")
+    with pytest.raises(FlagError, match=r"--config.*twice\.yaml: duplicate key 'clusterName' at line 3"):
+        file_layer(config)
+    as_json = tmp_path / "twice.json"
+    as_json.write_text('{"policy": "Locality", "policy": "FailOver"}')
+    with pytest.raises(FlagError, match="duplicate key 'policy' at line 1"):
+        file_layer(as_json)
+    merged = tmp_path / "merged.yaml"  # overriding what a YAML merge brings in is not writing a key twice
+    merged.write_text("base: &base {clusterName: cluster-1, policy: Locality}\nnested:\n  <<: *base\n"
+                      "  policy: FailOver\n")
+    assert file_layer(merged).values["nested"] == {"clusterName": "cluster-1", "policy": "FailOver"}
+
+
 def test_only_ascii_digits() -> None:
     with pytest.raises(ConfigValueError, match="ASCII digits"):
         load(clusterWeights="cluster-1=٣")

@@ -203,7 +203,9 @@ def test_fallback_flood_against_a_black_holed_upstream(netns, tmp_path: Path) ->
     print(f"fallback flood: {report}")
     # The known name kept its answer, promptly, all along (its refreshes have their own lane).
     assert report["legit"] == {"NOERROR 10.66.0.10": report["legit_total"]}, report["legit"]
-    assert report["legit_p99_ms"] < 500, report
+    # Head-of-line blocking behind the flood would cost a lookup timeout (2 s); 1.5 s is room for
+    # a loaded machine, not for that.
+    assert report["legit_p99_ms"] < 1500, report
     # The flood got SERVFAIL (we don't know) or nothing — never NXDOMAIN, which resolvers would cache.
     assert "NXDOMAIN" not in report["random"] and report["random"].get("SERVFAIL", 0) > 0, report["random"]
     assert "NXDOMAIN" not in report["late"], report["late"]  # a name first asked during the flood

@@ -1,5 +1,7 @@
 """Every subcommand in every broken environment: a non-zero exit, no traceback, and one line that
 names the offending path, flag, user or endpoint *and* the fix — a catch-all "error" fails here.
+And the tables behind it: every exception class of the package is in the one tree of
+:mod:`resolver.errors` (drawn true in its docstring), and has a row in the one gRPC status table.
 
 Real pieces only: our CLI as subprocesses, a real etcd over TLS with client-certificate auth, a
 real etcd with users and roles, real sockets. Fast: unreachable endpoints are closed loopback
@@ -8,6 +10,9 @@ ports or a listener that never answers (with a 0.5 s etcdTimeout), never a defau
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
 import socket
 import subprocess
 import sys
@@ -16,8 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
+import resolver
+from resolver import errors
+from resolver.component.grpc_status import STATUS_BY_ERROR, status_for
 from resolver.local_etcd import EtcdTls, LocalEtcd, free_port
 from resolver.local_tls import CertFiles, LocalCA
 
@@ -246,3 +255,122 @@ def test_probe_without_a_target_names_the_flags() -> None:
 def test_probe_of_a_socket_nobody_serves(tmp_path: Path) -> None:
     sock = tmp_path / "none.sock"
     assert_one_clear_line(run("probe", "--socket", str(sock)), str(sock))
+
+
+# -- the exception tree and its gRPC table: every class decided, in one place -----------------------------------
+
+PRIVATE_SIGNALS = {
+    # control flow inside DnsAnswers ("look these hosts up first", "answer SERVFAIL"), caught in
+    # the method that raises them
+    "resolver.dns.answers._Pending", "resolver.dns.answers._Unknown",
+    # raised from inside the JSON/YAML parsers' hooks, turned into a ValidationError around the parse
+    "resolver.records.strict._Refused", "resolver.records.strict._DuplicateYamlKey",
+}
+"""Not errors of the package: private signals that never reach a caller as themselves."""
+
+
+def _every_module() -> None:
+    """Import every module of the package, so that every exception class exists."""
+    for info in pkgutil.walk_packages(resolver.__path__, "resolver."):
+        if info.name != "resolver.__main__":  # importing it runs the command line
+            importlib.import_module(info.name)
+
+
+def _exception_classes() -> dict[str, type[BaseException]]:
+    """Every exception class defined anywhere in the package, by qualified name."""
+    _every_module()
+    found: dict[str, type[BaseException]] = {}
+    for name, module in list(sys.modules.items()):
+        if name != "resolver" and not name.startswith("resolver."):
+            continue
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseException) and value.__module__ == name:
+                found[f"{name}.{value.__qualname__}"] = value
+    stack: list[type[BaseException]] = [errors.ResolverError]
+    while stack:  # subclasses nested in a class or a function are not module attributes
+        cls = stack.pop()
+        if cls.__module__.startswith("resolver"):
+            found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def _tree() -> list[type[errors.ResolverError]]:
+    return [cls for name, cls in _exception_classes().items()
+            if name not in PRIVATE_SIGNALS and issubclass(cls, errors.ResolverError)]
+
+
+def test_every_exception_class_is_in_the_one_tree_in_one_module() -> None:
+    classes = _exception_classes()
+    assert set(PRIVATE_SIGNALS) <= set(classes), "a private signal is gone: drop it from PRIVATE_SIGNALS"
+    outside = sorted(name for name, cls in classes.items()
+                     if name not in PRIVATE_SIGNALS and not issubclass(cls, errors.ResolverError))
+    assert not outside, f"derive these from resolver.errors.ResolverError (or one of its classes): {outside}"
+    elsewhere = sorted(name for name, cls in classes.items()
+                       if name not in PRIVATE_SIGNALS and cls.__module__ != "resolver.errors")
+    assert not elsewhere, f"define these in resolver/errors.py, the one map of the tree: {elsewhere}"
+
+
+def test_every_class_of_the_tree_has_its_own_row_in_the_grpc_table() -> None:
+    missing = sorted(cls.__name__ for cls in _tree() if cls not in STATUS_BY_ERROR)
+    assert not missing, f"decide the gRPC status of {missing} in resolver/component/grpc_status.py"
+    strangers = sorted(cls.__name__ for cls in STATUS_BY_ERROR if not issubclass(cls, errors.ResolverError))
+    assert not strangers, f"the table is for the tree only: {strangers}"
+    assert grpc.StatusCode.UNKNOWN not in STATUS_BY_ERROR.values()  # Dapr's contract: never UNKNOWN
+
+
+def test_the_tree_drawn_in_the_errors_docstring_is_true() -> None:
+    """Each drawn class is a class of the tree whose first base is the class drawn above it."""
+    assert errors.__doc__ is not None
+    drawn: dict[str, str | None] = {}
+    parents: list[str] = []
+    for line in errors.__doc__.splitlines():
+        match = re.fullmatch(r" {4}((?:[│ ] {3})*)(?:[├└]── )?([A-Z]\w+)(?: \(.*\))?", line)
+        if match is None:
+            continue
+        depth = len(match.group(1)) // 4 + (1 if "──" in line else 0)
+        del parents[depth:]
+        drawn[match.group(2)] = parents[-1] if parents else None
+        parents.append(match.group(2))
+    actual = {cls.__name__: (cls.__bases__[0].__name__ if cls is not errors.ResolverError else None)
+              for cls in _tree()}
+    assert drawn == actual
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (errors.ConfigValueError("etcdTimeout", "bad"), grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidRequest("id", "bad"), grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.RefusedAddress("address", "loopback"), grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotInitialized("x"), grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.NotFound("x"), grpc.StatusCode.NOT_FOUND),
+    (errors.LimitReached("x"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.RegistrationRefused("x"), grpc.StatusCode.PERMISSION_DENIED),
+    (errors.RegistryUnavailable("x"), grpc.StatusCode.UNAVAILABLE),
+    (errors.LeaseNotFound("x"), grpc.StatusCode.INTERNAL),
+    (errors.RegistryCompacted(7), grpc.StatusCode.INTERNAL),
+    (ValueError("not ours"), grpc.StatusCode.INTERNAL),
+])
+def test_status_for(error: BaseException, code: grpc.StatusCode) -> None:
+    assert status_for(error) is code
+
+
+def test_a_subclass_from_outside_answers_as_its_nearest_ancestor() -> None:
+    class Elsewhere(errors.NotFound):
+        pass
+
+    assert status_for(Elsewhere("x")) is grpc.StatusCode.NOT_FOUND
+
+
+def test_the_inventory_errors_joined_the_tree_and_are_still_value_errors() -> None:
+    """``except ValueError`` around inventory parsing (tests/test_fuzz.py) must still catch them."""
+    for cls in (errors.InventoryError, errors.NoEndpoints):
+        assert issubclass(cls, errors.ResolverError) and issubclass(cls, ValueError)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("orders", "'orders'"),
+    (None, "None"),
+    ("x" * 200, "'" + "x" * 76 + "... (202 chars)"),
+])
+def test_shown_quotes_and_cuts_a_value(value: object, expected: str) -> None:
+    assert errors.shown(value) == expected

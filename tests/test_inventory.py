@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from resolver.errors import InventoryError, NoEndpoints
 from resolver.etcd.gateway import EtcdGateway
 from resolver.publisher.file_source import FileSource, read_inventory
-from resolver.publisher.inventory import InventoryError, NoEndpoints, entries_of, load_document, parse_entries
+from resolver.publisher.inventory import entries_of, load_document, parse_entries
 from resolver.publisher.publication import Publication
 from resolver.records.addresses import AddressPolicy
 from resolver.records.schema import ClusterInfo, Keys
@@ -84,6 +85,33 @@ def test_yaml_aliases_are_refused() -> None:
     assert _problems("- {appId: a, namespace: default, instance: vm-1, address: 10.1.0.1, zone: 'a&b*c'}\n")
 
 
+def test_a_key_written_twice_is_refused_naming_the_key_and_its_line() -> None:
+    """PyYAML and Python's json keep the last of two equal keys: the metadata address would be published."""
+    twice = (f"- {GOOD % (1, 1)}\n"
+             "- appId: billing\n  namespace: default\n  instance: vm-2\n  address: 10.1.0.2\n"
+             "  address: 169.254.169.254\n")
+    with pytest.raises(InventoryError, match=r"^inv\.yaml: duplicate key 'address' at line 6$"):
+        load_document(twice, "inv.yaml")
+    with pytest.raises(InventoryError, match=r"^inv\.yaml: duplicate key 'endpoints' at line 2$"):
+        load_document(f"endpoints: []\nendpoints:\n- {GOOD % (1, 1)}\n", "inv.yaml")
+    as_json = ('{"endpoints": [{"appId": "billing", "namespace": "default", "instance": "vm-1", '
+               '"address": "10.1.0.1", "address": "169.254.169.254"}]}')
+    with pytest.raises(InventoryError, match=r"^inv\.json: duplicate key 'address'$"):
+        load_document(as_json, "inv.json", as_json=True)
+    assert load_document(as_json.replace(', "address": "169.254.169.254"', ""), "inv.json", as_json=True)
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ('[{"appId": "a", "port": NaN}]', "NaN is not a finite number"),
+    ('[{"appId": "a", "port": 1e999}]', "number 1e999 is not a finite number"),
+    ("[" * 100_000, "nested deeper than the JSON parser can follow"),
+    ("[{", "not valid JSON"),
+], ids=["NaN", "overflow", "deep", "broken"])
+def test_json_inventories_are_decoded_strictly(text: str, fragment: str) -> None:
+    with pytest.raises(InventoryError, match=rf"^inv\.json: {fragment}"):
+        load_document(text, "inv.json", as_json=True)
+
+
 def test_cluster_cidrs_refuse_addresses_outside_the_clusters_range() -> None:
     policy = AddressPolicy.from_spec("vms=10.1.0.0/16")
     problems = _problems(f"- {GOOD % (1, 1)}\n- {{appId: a, namespace: default, instance: vm-9, address: 10.2.0.1}}\n"
@@ -111,7 +139,7 @@ def test_read_inventory_refuses_fifos_devices_and_oversize_files(tmp_path: Path)
     started = time.monotonic()
     with pytest.raises(InventoryError, match="a FIFO"):
         read_inventory(fifo)
-    assert time.monotonic() - started < 1  # never blocks waiting for a writer
+    assert time.monotonic() - started < 10  # never blocks waiting for a writer (that would be for ever)
     zero = tmp_path / "zero.yaml"
     zero.symlink_to("/dev/zero")
     with pytest.raises(InventoryError, match="character device"):

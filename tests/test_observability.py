@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import urllib.error
 import urllib.request
 from functools import partial
@@ -12,11 +13,14 @@ from pathlib import Path
 import dns.message
 import dns.query
 import grpc
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from resolver.config import settings
 from resolver.demo.processes import CliProcess
 from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, free_port
+from resolver.observability.throttle import MAX_KINDS, Throttle
 from resolver.records.schema import Keys
 from tests.conftest import eventually, put_record, record
 
@@ -137,3 +141,57 @@ def test_healthz_and_readyz_for_dns_and_publish(tmp_path: Path) -> None:
         for process in roles.values():
             process.stop()
         etcd.cleanup()
+
+
+# -- the one log throttle -------------------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_logs_the_first_then_once_a_period_with_the_count(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    throttle = Throttle(10.0, clock=clock)
+    logger = logging.getLogger("tests.throttle")
+    with caplog.at_level(logging.WARNING, logger="tests.throttle"):
+        assert throttle.log(logger, logging.WARNING, "limit reached: %s", "streams", kind="streams")
+        for _ in range(5):
+            assert not throttle.log(logger, logging.WARNING, "limit reached: %s", "streams", kind="streams")
+        assert throttle.log(logger, logging.WARNING, "limit reached: %s", "admin", kind="admin")  # its own kind
+        clock.now += 10.0
+        assert throttle.log(logger, logging.WARNING, "limit reached: %s", "streams", kind="streams")
+    assert [r.getMessage() for r in caplog.records] == [
+        "limit reached: streams", "limit reached: admin",
+        "limit reached: streams (5 similar suppressed in the last 10s)"]
+
+
+def test_throttle_burst_caps_lines_across_kinds() -> None:
+    """Kinds a client invents (unknown configuration keys): one line per kind is still a flood."""
+    clock = FakeClock()
+    throttle = Throttle(60.0, burst=3, clock=clock)
+    assert [throttle.allow(f"key-{n}") for n in range(5)] == [True, True, True, False, False]
+    clock.now += 59.0
+    assert not throttle.allow("key-9")
+    clock.now += 1.0  # the first three lines are a period old: room for three more
+    assert [throttle.allow(f"key-{n}") for n in (3, 4, 5, 6)] == [True, True, True, False]
+    assert throttle.suppressed_note("key-3") == " (1 similar suppressed in the last 60s)"
+
+
+def test_throttle_memory_is_bounded_for_kinds_from_data() -> None:
+    clock = FakeClock()
+    throttle = Throttle(60.0, burst=1, clock=clock)
+    for n in range(3 * MAX_KINDS):
+        throttle.allow(n)
+    assert len(throttle._last) <= MAX_KINDS and len(throttle._suppressed) <= MAX_KINDS
+
+
+def test_unknown_configuration_keys_go_through_the_throttle(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="resolver.config.settings"):
+        for _ in range(3):
+            settings.warn_unknown_key("throttleTestKey", "test")
+    lines = [r.getMessage() for r in caplog.records if "throttleTestKey" in r.getMessage()]
+    assert len(lines) == 1 and "ignoring unknown configuration key 'throttleTestKey' (from test)" in lines[0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import string
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -60,6 +62,23 @@ def test_only_the_apps_asked_about_are_cached_and_watched(gateway: EtcdGateway, 
     put_record(gateway, keys, record("orders", cluster="cluster-2", instance="orders-x", address="10.2.9.9"))
     eventually(lambda: reader.cache.dump() == truth_for(gateway, keys, "orders"), 5, "orders follows etcd")
     assert reader.cache.app_count() == 1, "churn in an app nobody asked about never arrives"
+
+
+def test_ready_for_is_the_scope_s_own_wait_and_a_stop_ends_it(gateway: EtcdGateway, keys: Keys, ondemand) -> None:
+    """The surface the resolver (and so the component) uses instead of asking which scope it holds."""
+    announce(gateway, keys, "cluster-1")
+    put_record(gateway, keys, record("orders", address="10.1.0.1"))
+    reader = ondemand()
+    assert reader.wait_synced(10)
+    assert reader.would_wait("default", "orders", 5), "synced, but the app was never read"
+    stopping = threading.Event()
+    stopping.set()
+    started = time.monotonic()
+    assert not reader.ready_for("default", "orders", 30, stopping), "a server shutting down answers the fallback"
+    assert time.monotonic() - started < 5 and not reader.is_following("default", "orders")
+    assert reader.ready_for("default", "orders", 5, threading.Event())
+    assert not reader.would_wait("default", "orders", 5)
+    assert reader.cache.lookup("default", "orders") == {"cluster-1": ("10.1.0.1:50002",)}
 
 
 def test_a_new_cluster_is_followed_for_every_followed_app(gateway: EtcdGateway, keys: Keys, ondemand) -> None:

@@ -43,8 +43,9 @@ def test_a_record_deleted_by_hand_comes_back_within_the_verify_interval(
     repairs = _metric("dapr_nr_publisher_repairs_total", {"op": "put"})
     gateway.delete(key)
     deleted = time.monotonic()
-    eventually(lambda: gateway.get(key) is not None, 5, "the deleted record to come back")
-    assert time.monotonic() - deleted <= 1.0 + 1.5
+    eventually(lambda: gateway.get(key) is not None, 20, "the deleted record to come back")
+    # by the 1 s verify pass, not the default 30 s one: generous for a loaded machine
+    assert time.monotonic() - deleted <= 10.0
     assert _metric("dapr_nr_publisher_repairs_total", {"op": "put"}) >= repairs + 1
 
 

@@ -38,8 +38,9 @@ def test_a_silent_watch_is_noticed_and_resumed_from_the_last_version(
     assert reflector.silence == 1.5
     kube.paused = True  # the open stream goes silent without closing
     went_silent = time.monotonic()
-    eventually(lambda: reflector.resumes >= 1, 10, "the silent watch to be noticed")
-    assert time.monotonic() - went_silent <= 1.5 + 1.5
+    eventually(lambda: reflector.resumes >= 1, 20, "the silent watch to be noticed")
+    # by the 1.5 s silence bound, not production's 90 s: generous for a loaded machine
+    assert time.monotonic() - went_silent <= 1.5 + 8.5
     kube.put_pod(make_pod("orders-1", ip="10.0.0.2"))
     kube.paused = False
     eventually(lambda: "orders-1" in etcd_addresses(gateway, keys, "cluster-1"), 10, "the event after resuming")

@@ -77,8 +77,9 @@ def test_sigkill_records_gone_within_ttl(pods: FakeKubeApi, spawn, gateway: Etcd
     publisher.signal(signal.SIGKILL)
     killed = time.monotonic()
     eventually(lambda: not etcd_addresses(gateway, keys, "cluster-1") and cluster_info(gateway, keys, "cluster-1")
-               is None, 10, "records to expire")
-    assert time.monotonic() - killed <= 3 + 1
+               is None, 20, "records to expire")
+    # by the 3 s lease, not the default 15 s one: generous for a loaded machine
+    assert time.monotonic() - killed <= 3 + 7
 
 
 def test_restart_without_gap(pods: FakeKubeApi, spawn, gateway: EtcdGateway, keys: Keys) -> None:

@@ -102,7 +102,7 @@ def test_a_keepalive_that_gets_no_answer_times_out_and_the_next_one_reconnects(t
             started = time.monotonic()
             with pytest.raises(RegistryUnavailable, match="no answer"):
                 keeper.refresh_one(lease)
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 4  # the 0.5 s timeout, not etcd's 5 s default, decides
             own.thaw()
             assert eventually(lambda: keeper.refresh_one(lease) > 0, 10, "a renewal after the thaw")
             assert keeper.reconnects == 1

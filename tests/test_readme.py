@@ -35,7 +35,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert any(line.startswith("{ " + tests + "; }") for line in ci), f".ci/run does not run: {tests}"
 
 
-# -- the documentation that ships: links, help texts, JSON Schemas --------------------------------------------
+# -- the documentation that ships: links and help texts (its JSON Schemas: tests/test_schema.py) ----------------
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _LINK = re.compile(r"\]\(([\w./-]+)(?:#[^)]*)?\)")
@@ -62,54 +62,3 @@ def test_help_points_to_shipped_documents_without_rest_markup() -> None:
         assert "DESIGN" not in page and "§" not in page and "``" not in page, page
         for document in re.findall(r"docs/[\w./-]+\.md", page):
             assert (ROOT / document).exists(), document
-
-
-def _schema(name: str) -> dict[str, object]:
-    import json
-
-    return json.loads((ROOT / "docs" / "schema" / name).read_text())
-
-
-def test_every_registry_value_the_code_writes_matches_its_json_schema() -> None:
-    import json
-    import time
-
-    import jsonschema  # type: ignore[import-untyped]  # comes with kubernetes-validate (test extra)
-
-    from resolver.records.schema import (
-        ClusterInfo,
-        ConflictMarker,
-        EndpointRecord,
-        Heartbeat,
-        LastSeen,
-        RegistryIdentity,
-    )
-
-    now = time.time()
-    written = {
-        "endpoint.json": [EndpointRecord("orders", "default", "cluster-1", "orders-7d9f-a1", "10.1.0.11", 50002,
-                                         "node-1", "eu-1a").to_json(),
-                          EndpointRecord("vm_app", "shop", "vms", "vm-1.example", "db.example.com", 3500).to_json()],
-        "cluster-info.json": [ClusterInfo("cluster-1", "pub-a", "0.2.0", now).to_json(),
-                              ClusterInfo("cluster-1", "pub-a", "0.2.0", now, now, 12, 15, "1" * 32).to_json()],
-        "heartbeat.json": [Heartbeat("cluster-1", "1" * 32, "pub-a", 7, now, 15).to_json()],
-        "lastseen.json": [LastSeen("cluster-1", "1" * 32, "pub-a", now, 12, "withdrawn").to_json()],
-        "conflict.json": [ConflictMarker("cluster-1", "f" * 32, "pub-b", now).to_json()],
-        "registry-identity.json": [RegistryIdentity.new().to_json()],
-        "leader.json": [json.dumps({"identity": "pub-a-123", "since": now, "clusterUid": "1" * 32}).encode()],
-        "member.json": [json.dumps({"cluster": "vms", "instance": "10-0-0-7-50002", "appId": "billing",
-                                    "namespace": "default"}, separators=(",", ":")).encode()],
-    }
-    assert set(written) == {path.name for path in (ROOT / "docs" / "schema").glob("*.json")}
-    for name, values in written.items():
-        schema = _schema(name)
-        jsonschema.Draft202012Validator.check_schema(schema)
-        for raw in values:
-            jsonschema.validate(json.loads(raw), schema, cls=jsonschema.Draft202012Validator)
-    bad = json.loads(written["endpoint.json"][0]) | {"port": 70000}
-    try:
-        jsonschema.validate(bad, _schema("endpoint.json"), cls=jsonschema.Draft202012Validator)
-    except jsonschema.ValidationError:
-        pass
-    else:
-        raise AssertionError("the endpoint schema accepted port 70000")

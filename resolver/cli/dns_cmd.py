@@ -28,7 +28,8 @@ from resolver.dns.server import DnsService, start_dns
 from resolver.errors import ConfigError
 from resolver.observability import metrics
 from resolver.observability.metrics import serve_metrics
-from resolver.registry.mirror import RegistryReader
+from resolver.registry.pool import open_reader
+from resolver.registry.supervised import SupervisedReader
 from resolver.resolution.resolver import Resolver
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,9 @@ def cmd_dns(args: argparse.Namespace) -> int:
         raise ConfigError("--list-jitter", f"{args.list_jitter:g} is not between 0 and 60 seconds; "
                           "give 0 to turn it off, or about 0.5 per bridge that shares the etcd")
     serve_metrics(args.metrics_port)
-    reader = RegistryReader(settings.etcd, policy=settings.address_policy, list_jitter=args.list_jitter).start()
+    # Always the full mirror, whatever cacheScope says: names are matched case-insensitively against
+    # every app the registry holds (zone.AppSpellings), which an on-demand cache does not know.
+    reader = open_reader(settings, scope="all", list_jitter=args.list_jitter)
     metrics.set_readiness(lambda: reader.synced)  # /readyz: ready once the first sync is done
     lookups = HostLookups(limits)
     try:
@@ -164,7 +167,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(service: DnsService, reader: RegistryReader, host: str, port: int, sync_wait: float,
+async def _serve(service: DnsService, reader: SupervisedReader, host: str, port: int, sync_wait: float,
                  zone: str) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -18,7 +18,8 @@ from resolver.cli.common import describe_error, note_key_range, settings_from
 from resolver.errors import InvalidRecord, RegistryError
 from resolver.etcd.gateway import EtcdGateway
 from resolver.records.schema import EndpointRecord, Keys
-from resolver.registry.mirror import RegistryReader
+from resolver.registry.pool import open_reader
+from resolver.registry.supervised import SupervisedReader
 from resolver.resolution.resolver import Resolver
 
 T = TypeVar("T")
@@ -93,7 +94,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _why_unreachable(reader: RegistryReader) -> str:
+def _why_unreachable(reader: SupervisedReader) -> str:
     """The etcd error behind an unsynced reader, asked once more for the operator (bounded by etcdTimeout)."""
     try:
         reader.gateway.status(reader.keys.root)
@@ -103,8 +104,10 @@ def _why_unreachable(reader: RegistryReader) -> str:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
+    """One resolve through the component's code: the same reader factory (so the same address policy
+    and cache scope) and the same :class:`Resolver`."""
     settings = settings_from(args)
-    reader = RegistryReader(settings.etcd).start()
+    reader = open_reader(settings)
     try:
         resolver = Resolver(settings, reader, args.caller_namespace)
         if args.all:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from resolver.component.limits import FastLane, Slots, ThrottledLog
+from resolver.component.limits import LOG_SECONDS, FastLane, Slots
 from resolver.observability import metrics
+from resolver.observability.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class CallGuard(grpc.ServerInterceptor):
         self._streams = streams
         self._lane = lane
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
-        self._malformed_log = ThrottledLog(log)
+        self._malformed_log = Throttle(LOG_SECONDS)
 
     def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> Handler | None:
         handler = continuation(details)
@@ -81,8 +82,9 @@ class CallGuard(grpc.ServerInterceptor):
 
     def _refuse_malformed(self, request: Malformed, context: grpc.ServicerContext) -> None:
         metrics.COMPONENT_MALFORMED.labels(request.method).inc()
-        self._malformed_log("malformed request to %s (%d bytes that do not parse as its message) from %s; "
-                            "answered INVALID_ARGUMENT", request.method, request.size, context.peer())
+        self._malformed_log.log(log, logging.WARNING, "malformed request to %s (%d bytes that do not parse as its "
+                                "message) from %s; answered INVALID_ARGUMENT", request.method, request.size,
+                                context.peer())
         context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                       f"malformed request: the {request.size} bytes sent to {request.method} are not a valid "
                       "protobuf message of its request type")

@@ -65,7 +65,7 @@ class InstanceState:
         if settings.self_register:
             record = self_record(settings.cluster_name, caller.app_id, caller.namespace, caller.address,
                                  caller.internal_port)
-        self.reader: SupervisedReader = pool.acquire(settings.etcd, settings.address_policy, settings.cache_scope)
+        self.reader: SupervisedReader = pool.acquire(settings)
         self.resolver = Resolver(settings, self.reader, caller.namespace)
         if record is not None:
             try:

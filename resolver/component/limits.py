@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Iterator
 
 from resolver.errors import LimitReached
 from resolver.observability import metrics
+from resolver.observability.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,10 @@ UNARY_WORKERS = 16
 """Server threads kept for short unary calls (Ping, Features, synced resolves, Health Check)."""
 ADMIN_SLOTS = 8
 """Init and Close calls running at once (each may wait up to etcdTimeout for etcd)."""
+LOG_SECONDS = 10.0
+"""At most one line per this many seconds for what a client can trigger at will (a full cap, a
+failing or malformed call): a hostile client may do it thousands of times a second, and the
+operator needs to know that it happens, not to read it thousands of times."""
 
 
 class FastLane:
@@ -66,34 +70,6 @@ class FastLane:
             self._local.held = True
 
 
-class ThrottledLog:
-    """Log one line per ``interval`` seconds at most, saying how many were suppressed meanwhile.
-
-    A hostile client can trigger a failure thousands of times a second; the operator needs to
-    know it happens, not to read it thousands of times.
-    """
-
-    def __init__(self, logger: logging.Logger, interval: float = 10.0, level: int = logging.WARNING) -> None:
-        self._logger = logger
-        self._interval = interval
-        self._level = level
-        self._lock = threading.Lock()
-        self._last = -interval
-        self._suppressed = 0
-
-    def __call__(self, message: str, *args: object) -> bool:
-        """Log ``message % args`` unless one was logged less than ``interval`` ago; True if logged."""
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last < self._interval:
-                self._suppressed += 1
-                return False
-            suppressed, self._suppressed, self._last = self._suppressed, 0, now
-        suffix = f" ({suppressed} more like this in the last {self._interval:.0f}s)" if suppressed else ""
-        self._logger.log(self._level, message + suffix, *args)
-        return True
-
-
 class Slots:
     """A non-blocking counting semaphore: take a slot or be told at once that there is none."""
 
@@ -103,7 +79,7 @@ class Slots:
         self._hint = hint
         self._lock = threading.Lock()
         self._used = 0
-        self._log = ThrottledLog(log)
+        self._log = Throttle(LOG_SECONDS)
         self._gauge = metrics.COMPONENT_SLOTS_IN_USE.labels(name)
 
     @property
@@ -128,14 +104,15 @@ class Slots:
             self._gauge.set(self._used)
 
 
-_reach_logs: dict[str, ThrottledLog] = {}
+_reach_log = Throttle(LOG_SECONDS)
+"""The caps without a :class:`Slots` of their own (instances, registries): one line per cap per period."""
 
 
-def reached(limit: str, what: str, throttled: ThrottledLog | None = None) -> None:
-    """Count and (throttled) log that the ``limit`` cap is full."""
+def reached(limit: str, what: str, throttle: Throttle | None = None) -> None:
+    """Count and (throttled, per cap) log that the ``limit`` cap is full."""
     metrics.COMPONENT_LIMIT_REACHED.labels(limit).inc()
-    writer = throttled or _reach_logs.setdefault(limit, ThrottledLog(log))
-    writer("limit reached: %s (%s); raise it at start-up if this is legitimate load", limit, what)
+    (throttle or _reach_log).log(log, logging.WARNING, "limit reached: %s (%s); raise it at start-up if this is "
+                                 "legitimate load", limit, what, kind=limit)
 
 
 def refuse(limit: str, message: str) -> LimitReached:

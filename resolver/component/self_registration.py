@@ -14,13 +14,12 @@ Init succeeds and the writer keeps retrying in the background.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from resolver.errors import InvalidRequest, RegistrationRefused, RegistryError, RegistryUnavailable, ValidationError
 from resolver.etcd.gateway import EtcdGateway
 from resolver.records import names
-from resolver.records.schema import EndpointRecord, Keys
+from resolver.records.schema import EndpointRecord, Keys, MemberMarker
 from resolver.writer.writer import RegistryWriter
 
 log = logging.getLogger(__name__)
@@ -71,8 +70,7 @@ class SelfRegistration:
             log.warning("selfRegister: etcd is unreachable (%s); %s/%s will be registered when it is back",
                         error, record.namespace, record.app_id)
         keys = Keys(gateway.connection.prefix)
-        member = json.dumps({"cluster": record.cluster, "instance": record.instance, "appId": record.app_id,
-                             "namespace": record.namespace}, separators=(",", ":")).encode()
+        member = MemberMarker(record.cluster, record.instance, record.app_id, record.namespace).to_json()
         # the marker lets readers that follow only clusters/ (cacheScope=onDemand) find this cluster
         self._writer = RegistryWriter(gateway, record.cluster, ttl, owns_range=False,
                                       member=(keys.member(record.cluster, record.instance), member))

@@ -43,8 +43,8 @@ from resolver.component.guard import CallGuard
 from resolver.component.instances import Instances
 from resolver.component.limits import ADMIN_SLOTS, UNARY_WORKERS, FastLane, Slots
 from resolver.component.servicer import SERVICE_NAME, NameResolutionServicer
-from resolver.component.socket_dir import SocketInUse, UnsafeSocketDir, prepare_socket
-from resolver.errors import ResolverError
+from resolver.component.socket_dir import prepare_socket
+from resolver.errors import ResolverError, SocketInUse, UnsafeSocketDir
 from resolver.registry.supervised import SupervisedReader
 
 __all__ = ["DEFAULT_SOCKET_DIR", "SOCKET_MODE", "RunningServer", "SocketInUse", "UnsafeSocketDir",

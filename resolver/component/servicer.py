@@ -1,12 +1,13 @@
 """The NameResolution gRPC servicer: requests in, :class:`Instances` / :class:`Resolver` calls out.
 
-Errors are mapped to status codes in one place (:func:`_status_for`, via :func:`_answer`); a
+Errors are mapped to status codes by one table (:mod:`.grpc_status`, applied in :func:`_answer`); a
 resolver never answers ``UNKNOWN``, and error details are cut to :data:`MAX_DETAILS` characters
 (an error echoing an 18 KB value used to exceed gRPC's metadata limit and turn into
 ``RESOURCE_EXHAUSTED``).
 
-No call waits behind another client's: a resolve for a registry that has not synced yet waits
-(at most ``initialSyncWait``) only while one of ``maxSyncWaits`` slots is free — otherwise it
+No call waits behind another client's: a resolve the registry is not ready for yet (its first
+sync; on demand, also the app's first read) waits (at most ``initialSyncWait``) only while one
+of ``maxSyncWaits`` slots is free — otherwise it
 gets the fallback at once, exactly as when the wait expires; Init and Close, which may wait
 for etcd, take one of :data:`~resolver.component.limits.ADMIN_SLOTS` or are refused at once.
 """
@@ -23,23 +24,20 @@ from typing import Any, TypeVar
 import grpc
 
 from resolver._proto import common_pb2, nameresolution_pb2, nameresolution_pb2_grpc
-from resolver.component.instances import Caller, Instances, InstanceState
-from resolver.component.limits import ADMIN_SLOTS, FastLane, Slots, ThrottledLog
+from resolver.component.grpc_status import status_for
+from resolver.component.instances import Caller, Instances
+from resolver.component.limits import ADMIN_SLOTS, LOG_SECONDS, FastLane, Slots
 from resolver.errors import (
     InvalidRequest,
     LimitReached,
     NotFound,
     NotInitialized,
-    RegistrationRefused,
     ResolverError,
-    ValidationError,
-    grpc_status_for,
 )
 from resolver.observability import metrics
-from resolver.records import names
-from resolver.registry.ondemand import OnDemandReader
+from resolver.observability.throttle import Throttle
 from resolver.resolution.policy import Policy
-from resolver.resolution.resolver import Outcome, Resolver
+from resolver.resolution.resolver import Outcome, Resolver, Target
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +63,10 @@ def instance_name(context: grpc.ServicerContext) -> str:
     return ""
 
 
-def _status_for(error: ResolverError) -> grpc.StatusCode:
-    if isinstance(error, LimitReached):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(error, RegistrationRefused):
-        return grpc.StatusCode.PERMISSION_DENIED
-    return grpc_status_for(error)
-
-
 def _answer(rpc: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Turn our exceptions into status codes; log the unexpected ones (never UNKNOWN)."""
 
-    failures = ThrottledLog(log)
+    failures = Throttle(LOG_SECONDS)
 
     def decorate(method: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(method)
@@ -85,8 +75,8 @@ def _answer(rpc: str) -> Callable[[Callable[..., Response]], Callable[..., Respo
                 return method(self, request, context)
             except ResolverError as error:
                 if not isinstance(error, InvalidRequest | NotFound | NotInitialized | LimitReached):
-                    failures("%s failed: %s", rpc, str(error)[:MAX_DETAILS])
-                context.abort(_status_for(error), str(error)[:MAX_DETAILS])
+                    failures.log(log, logging.WARNING, "%s failed: %s", rpc, str(error)[:MAX_DETAILS])
+                context.abort(status_for(error), str(error)[:MAX_DETAILS])
             except Exception as error:
                 log.exception("%s failed unexpectedly", rpc)
                 context.abort(grpc.StatusCode.INTERNAL,
@@ -139,19 +129,26 @@ class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
         return common_pb2.PingResponse()
 
     def _measured(self, context: grpc.ServicerContext, request: nameresolution_pb2.ResolveRequest,
-                  resolve: Callable[[Resolver], tuple[Answer, Outcome, Policy]],
+                  resolve: Callable[[Resolver, Target, int], tuple[Answer, Outcome, Policy]],
                   fallback: Callable[[str], Answer]) -> Answer:
-        """Run one resolve for the caller's instance, counting its outcome and timing it."""
+        """Run one resolve for the caller's instance, counting its outcome and timing it.
+
+        The request is validated, and the fallback made, by the resolver (:meth:`Resolver.request`,
+        :meth:`Resolver.fallback`): the only thing decided here is where a resolve that must wait
+        for the registry waits (see :meth:`_waited_until_ready`).
+        """
         started = time.perf_counter()
         policy = "-"
         try:
             state = self.instances.get(instance_name(context))
             policy = state.settings.policy.value
-            if self._must_wait(state, request) and not self._waited_for_sync(state, request):
-                answer = fallback(self._fallback_now(state, request))
+            resolver = state.resolver
+            target, port = resolver.request(request.id, request.namespace, request.port)
+            if resolver.would_wait(target) and not self._waited_until_ready(resolver, target):
+                answer = fallback(resolver.fallback(target, port))
                 metrics.count_resolve(Outcome.FALLBACK.value, policy)
                 return answer
-            answer, outcome, chosen = resolve(state.resolver)
+            answer, outcome, chosen = resolve(resolver, target, port)
         except ResolverError as error:
             metrics.count_resolve(_outcome_of(error), policy)
             raise
@@ -159,68 +156,35 @@ class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
         metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
         return answer
 
-    def _waited_for_sync(self, state: InstanceState, request: nameresolution_pb2.ResolveRequest) -> bool:
-        """Wait (off the fast lane, in one of ``maxSyncWaits`` slots) for the first sync; True if it came.
+    def _waited_until_ready(self, resolver: Resolver, target: Target) -> bool:
+        """Wait (off the fast lane, in one of ``maxSyncWaits`` slots) until the registry can answer
+        ``target``; True if it came to.
 
-        The wait is ours rather than the resolver's so that it ends at once on shutdown: a
-        SIGTERM must not wait up to ``initialSyncWait`` for blocked resolves. In the on-demand
-        scope the first resolve of an app also reads that app's records here (bounded by
-        ``etcdTimeout``), never on the fast lane.
+        The wait is ours rather than the resolve's so that it ends at once on shutdown
+        (``stopping``): a SIGTERM must not wait up to ``initialSyncWait`` for blocked resolves.
+        What is waited for is the reader's business — the first sync, and in the on-demand scope
+        also the first read of the app's records (bounded by ``etcdTimeout``) — but it is never
+        waited for on the fast lane.
         """
         if not self.sync_waits.try_acquire():
             return False
         try:
             with self.lane.stepped_off():
-                reader = state.reader
-                started = time.monotonic()
-                deadline = (reader.started_at if not isinstance(reader, OnDemandReader) else started) \
-                    + state.settings.initial_sync_wait
-                while not self.stopping.is_set():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or reader.wait_synced(min(remaining, 0.25)):
-                        break
-                if isinstance(reader, OnDemandReader) and reader.synced and not self.stopping.is_set():
-                    target = state.resolver.target(request.id, request.namespace)
-                    return reader.follow(target.namespace, target.app_id, max(0.0, deadline - time.monotonic()))
-            return reader.synced
+                return resolver.wait_until_ready(target, self.stopping)
         finally:
             self.sync_waits.release()
-
-    @staticmethod
-    def _must_wait(state: InstanceState, request: nameresolution_pb2.ResolveRequest) -> bool:
-        """Would this resolve block for the registry's first sync (see Resolver._endpoints), or, on demand,
-        for the first read of the app it asks about?"""
-        reader = state.reader
-        if isinstance(reader, OnDemandReader):
-            target = state.resolver.target(request.id, request.namespace)
-            return not reader.is_following(target.namespace, target.app_id)
-        if reader.synced:
-            return False
-        return state.settings.initial_sync_wait - (time.monotonic() - reader.started_at) > 0
-
-    @staticmethod
-    def _fallback_now(state: InstanceState, request: nameresolution_pb2.ResolveRequest) -> str:
-        """The answer a resolve gets when its wait for the first sync expires, without waiting."""
-        resolver = state.resolver
-        try:
-            port = names.check_port(request.port, "port")
-        except ValidationError as error:
-            raise InvalidRequest("port", error.message) from None
-        return resolver.fallback(resolver.target(request.id, request.namespace), port)
 
     @_answer("ResolveID")
     def ResolveID(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
                   context: grpc.ServicerContext) -> nameresolution_pb2.ResolveResponse:
         address = self._measured(context, request,
-                                 lambda r: r.resolve(request.id, request.namespace, request.port), str)
+                                 Resolver.answer, str)
         return nameresolution_pb2.ResolveResponse(address=address)
 
     @_answer("ResolveIDMulti")
     def ResolveIDMulti(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> nameresolution_pb2.ResolveMultiResponse:
-        addresses = self._measured(context, request,
-                                   lambda r: r.resolve_multi(request.id, request.namespace, request.port),
-                                   lambda address: [address])
+        addresses = self._measured(context, request, Resolver.answer_multi, lambda address: [address])
         return nameresolution_pb2.ResolveMultiResponse(addresses=addresses)
 
     @_answer("Close")

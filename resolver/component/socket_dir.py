@@ -26,21 +26,13 @@ import socket
 import stat
 from pathlib import Path
 
-from resolver.errors import ResolverError
+from resolver.errors import SocketInUse, UnsafeSocketDir
 
 log = logging.getLogger(__name__)
 
 DIR_MODE = 0o750
 MAX_SOCKET_PATH_BYTES = 107
 """``sun_path`` holds 108 bytes on Linux, one of them the terminating NUL."""
-
-
-class SocketInUse(ResolverError):
-    """Another live server answers on the socket, or the path is not a socket."""
-
-
-class UnsafeSocketDir(ResolverError):
-    """The socket directory is not safe or not usable (owner, type, permissions, path length)."""
 
 
 def _owner_name(uid: int) -> str:

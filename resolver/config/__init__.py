@@ -12,7 +12,8 @@ from resolver.config.settings import (
     load_settings,
     set_layer,
 )
-from resolver.config.values import AppPolicy, ClusterCIDRs, PolicyName, Template
+from resolver.config.traffic import AppPolicy, PolicyName
+from resolver.config.values import ClusterCIDRs, Template
 
 __all__ = [
     "DEFAULT_SETTINGS",

@@ -23,8 +23,6 @@ import json
 import logging
 import os
 import re
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,19 +30,14 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from resolver.config import values
-from resolver.config.values import (
-    AppPolicy,
-    ClusterCIDRs,
-    PolicyName,
-    Template,
-    duration,
-    integer,
-    shown,
-)
-from resolver.errors import ConfigValueError, FlagError
+from resolver.config import traffic, values
+from resolver.config.traffic import AppPolicy, PolicyName
+from resolver.config.values import ClusterCIDRs, Template, duration, integer
+from resolver.errors import ConfigValueError, FlagError, ValidationError, shown
 from resolver.etcd.connection import EtcdConnection, EtcdEndpoint
 from resolver.observability import metrics
+from resolver.observability.throttle import Throttle
+from resolver.records import strict
 from resolver.records.addresses import AddressPolicy
 
 log = logging.getLogger(__name__)
@@ -112,15 +105,15 @@ class Settings:
     fallback: str = field(default="dns", metadata=_key(
         "fallback", values.parse_fallback, "dns (use template) or none (NOT_FOUND)"))
     policy: PolicyName = field(default=PolicyName.FAILOVER, metadata=_key(
-        "policy", values.parse_policy, "Locality, FailOver or ActiveActive"))
+        "policy", traffic.parse_policy, "Locality, FailOver or ActiveActive"))
     cluster_weights: Mapping[str, int] = field(default_factory=dict, metadata=_key(
-        "clusterWeights", values.parse_weights, "cluster=weight,…; unlisted clusters weigh 100; 0 excludes"))
+        "clusterWeights", traffic.parse_weights, "cluster=weight,…; unlisted clusters weigh 100; 0 excludes"))
     policies: Mapping[str, AppPolicy] = field(default_factory=dict, metadata=_key(
-        "policies", values.parse_policies, 'per-app overrides, JSON {"ns/app": {"policy": …}}'))
+        "policies", traffic.parse_policies, 'per-app overrides, JSON {"ns/app": {"policy": …}}'))
     initial_sync_wait: float = field(default=3.0, metadata=_key(
         "initialSyncWait", duration(0.0, 60.0), "how long a resolve waits for the first registry sync"))
     failover_order: tuple[str, ...] = field(default=(), metadata=_key(
-        "failoverOrder", values.parse_cluster_list, "clusters FailOver tries, in order, before the rest"))
+        "failoverOrder", traffic.parse_cluster_list, "clusters FailOver tries, in order, before the rest"))
     self_register: bool = field(default=False, metadata=_key(
         "selfRegister", values.parse_bool, "register the calling sidecar itself under clusterName"))
     stale_after: float = field(default=0.0, metadata=_key(
@@ -205,8 +198,7 @@ _KEYS_BY_ENV = {env_name(key): key for key in KEYS}
 PROCESS_KEYS: tuple[str, ...] = tuple(key for key, spec in _FIELDS_BY_KEY.items() if spec.metadata["process"])
 UNKNOWN_KEY_LOG_INTERVAL = 60.0
 UNKNOWN_KEY_LOG_BURST = 20
-_unknown_logged: dict[tuple[str, str], float] = {}
-_unknown_lock = threading.Lock()
+_unknown_log = Throttle(UNKNOWN_KEY_LOG_INTERVAL, burst=UNKNOWN_KEY_LOG_BURST)
 
 
 def closest_key(key: str, known: Iterable[str] = KEYS) -> str | None:
@@ -227,20 +219,12 @@ def warn_unknown_key(key: str, source: str, known: Iterable[str] = KEYS) -> None
     made-up keys is counted in full but logged in a few lines.
     """
     metrics.CONFIG_UNKNOWN_KEYS.labels(source.split(" ", maxsplit=1)[0]).inc()
-    now = time.monotonic()
     memo = (key[:100], source[:100])
-    with _unknown_lock:
-        if now - _unknown_logged.get(memo, -UNKNOWN_KEY_LOG_INTERVAL) < UNKNOWN_KEY_LOG_INTERVAL:
-            return
-        recent = [at for at in _unknown_logged.values() if now - at < UNKNOWN_KEY_LOG_INTERVAL]
-        if len(recent) >= UNKNOWN_KEY_LOG_BURST:
-            return
-        if len(_unknown_logged) > 1000:
-            _unknown_logged.clear()
-        _unknown_logged[memo] = now
-    hint = closest_key(key[:100], known)
-    log.warning("ignoring unknown configuration key %s (from %s)%s; a newer release may know it", shown(key),
-                source, f": did you mean {hint!r}?" if hint else "")
+    if not _unknown_log.allow(memo):
+        return
+    hint = closest_key(key[:100], known)  # difflib is not free: only for a line that is logged
+    log.warning("ignoring unknown configuration key %s (from %s)%s; a newer release may know it%s", shown(key),
+                source, f": did you mean {hint!r}?" if hint else "", _unknown_log.suppressed_note(memo))
 
 
 def load_settings(layers: Iterable[Layer]) -> Settings:
@@ -298,7 +282,8 @@ def file_layer(path: str | Path) -> Layer:
     """A YAML (or JSON) file of camelCase keys; a Dapr ``Configuration`` document also works.
 
     Size is checked before parsing and nesting right after (iteratively), and the parser's
-    own recursion is caught, so a hostile file ends in one line naming ``--config``.
+    own recursion is caught, so a hostile file ends in one line naming ``--config`` and the file;
+    a key written twice is refused like any untrusted document's (:mod:`resolver.records.strict`).
     """
     source = f"config file {path}"
     try:
@@ -309,13 +294,14 @@ def file_layer(path: str | Path) -> Layer:
     if len(data) > MAX_FILE_BYTES:
         raise FlagError("--config", f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB; is it the right file?")
     try:
-        document = yaml.safe_load(data)
+        # The one strict loader (a key written twice is refused, naming it and its line); the
+        # pure-Python base, as ever: its depth error is reported, where libyaml's says only "flow level".
+        document = strict.load_yaml(data, str(path), base=yaml.SafeLoader)
         values.check_structure(document, finite=False)  # a NaN is refused by its key's parser, named
-    except yaml.YAMLError as error:
-        raise FlagError("--config", f"{path} is not valid YAML: {str(error).splitlines()[0][:120]}") from None
-    except (RecursionError, ValueError) as error:
-        reason = f"nested deeper than {values.MAX_DEPTH} levels" if isinstance(error, RecursionError) else error
-        raise FlagError("--config", f"{path}: {reason}") from None
+    except ValidationError as error:
+        raise FlagError("--config", f"{path}: {error.message}") from None
+    except ValueError as error:
+        raise FlagError("--config", f"{path}: {error}") from None
     if document is None:
         document = {}
     if isinstance(document, dict) and document.get("kind") == "Configuration":
@@ -354,7 +340,11 @@ def set_layer(assignments: Iterable[str]) -> Layer:
 
 
 def init_layers(configuration_json: str, properties: Mapping[str, str]) -> list[Layer]:
-    """Init's ``configuration`` JSON, then its metadata ``properties`` (which win)."""
+    """Init's ``configuration`` JSON, then its metadata ``properties`` (which win).
+
+    The JSON is a client's: decoded by the one strict decoder, so a key written twice is
+    refused (naming it) rather than silently meaning its last value.
+    """
     layers = []
     if configuration_json.strip():
         try:

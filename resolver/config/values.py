@@ -4,50 +4,33 @@ Every parser takes whatever a source carries (a string from ``--set``, the envir
 Init properties; a JSON/YAML value from Init's configuration or a file) and either returns
 a typed value or raises :class:`ValueError` with a message that :mod:`.settings` prefixes
 with the key's name. Keeping the parsers free of key names lets several keys share them.
+
+The traffic-policy keys, whose parsers nest (``policies`` holds the other three per app), are
+in :mod:`.traffic`; structured text (``policies`` as a string, Init's configuration JSON) is
+decoded by the one strict decoder every untrusted document goes through
+(:mod:`resolver.records.strict`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from resolver.errors import ValidationError
+from resolver.errors import ValidationError, shown
 from resolver.etcd.connection import EtcdEndpoint
-from resolver.records import names
+from resolver.records import names, strict
 from resolver.records.addresses import AddressPolicy
 
-MAX_WEIGHT = 1_000_000
 MAX_VALUE_CHARS = 64 * 1024
 """Longest value any key accepts (the whole Init request is capped at 64 KiB anyway)."""
 MAX_DEPTH = 16
 """Deepest nesting of a structured value (``policies`` needs 3); checked before parsing."""
 MAX_NODES = 100_000
 """Most scalars/containers in one structured value (also stops YAML alias bombs)."""
-SHOWN_CHARS = 80
-"""Values echoed in error messages are cut to this many characters (a client can send 60 KiB)."""
-
-
-class PolicyName(StrEnum):
-    """Cross-cluster traffic policies (DESIGN §5)."""
-
-    LOCALITY = "Locality"
-    FAILOVER = "FailOver"
-    ACTIVE_ACTIVE = "ActiveActive"
-
-
-@dataclass(frozen=True)
-class AppPolicy:
-    """A per-app override from ``policies``; ``None`` fields inherit the global setting."""
-
-    policy: PolicyName | None = None
-    cluster_weights: Mapping[str, int] | None = None
-    failover_order: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,14 +88,8 @@ class Template:
         return f"Template({self.text!r})"
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
-
-
-def shown(value: object) -> str:
-    """``repr(value)`` cut to :data:`SHOWN_CHARS`, so an error never echoes a huge value back."""
-    text = repr(value)
-    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS - 3]}... ({len(text)} chars)"
 
 
 def check_structure(value: object, *, finite: bool = True) -> None:
@@ -138,50 +115,26 @@ def check_structure(value: object, *, finite: bool = True) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
-def json_depth(text: str) -> int:
-    """The deepest ``[``/``{`` nesting of JSON text, found by a scan that respects strings."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a finite number")
-
-
 def load_json(text: str) -> object:
-    """``json.loads`` for untrusted text: length and depth checked first, NaN/Infinity refused."""
+    """A JSON value from untrusted text, through the one strict decoder (:mod:`resolver.records.strict`).
+
+    Length and depth are checked before parsing; duplicate keys, NaN and Infinity are refused
+    (a ``policies`` value must not mean one thing here and another to the next tool that reads
+    it); the message is the decoder's, which :mod:`.settings` prefixes with the key's name.
+    """
     if len(text) > MAX_VALUE_CHARS:
         raise ValueError(f"longer than {MAX_VALUE_CHARS} characters")
-    if json_depth(text) > MAX_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as error:
-        message = str(error)
-        raise ValueError(message if "finite" in message else f"not valid JSON: {message[:SHOWN_CHARS]}") from None
+        value = strict.decode_json(text, "value", max_depth=MAX_DEPTH)
+    except ValidationError as error:
+        raise ValueError(error.message) from None
     check_structure(value)
     return value
 
 
 def parse_string(value: object) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_type_name(value)}")
+        raise ValueError(f"expected a string, got {type_name(value)}")
     if len(value) > MAX_VALUE_CHARS:
         raise ValueError(f"longer than {MAX_VALUE_CHARS} characters")
     return value.strip()
@@ -190,7 +143,7 @@ def parse_string(value: object) -> str:
 def parse_secret(value: object) -> str:
     """Like :func:`parse_string`, but the error never echoes the value."""
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_type_name(value)}")
+        raise ValueError(f"expected a string, got {type_name(value)}")
     if len(value) > MAX_VALUE_CHARS:
         raise ValueError(f"longer than {MAX_VALUE_CHARS} characters")
     return value
@@ -198,11 +151,11 @@ def parse_secret(value: object) -> str:
 
 def parse_optional_label(value: object) -> str:
     text = parse_string(value)
-    return str(_checked(names.check_label, text)) if text else ""
+    return str(checked(names.check_label, text)) if text else ""
 
 
 def parse_cluster_domain(value: object) -> str:
-    return str(_checked(names.check_subdomain, parse_string(value).rstrip(".")))
+    return str(checked(names.check_subdomain, parse_string(value).rstrip(".")))
 
 
 def parse_bool(value: object) -> bool:
@@ -219,7 +172,7 @@ def parse_bool(value: object) -> bool:
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)", re.ASCII)
 _DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+", re.ASCII)
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
-_INTEGER = re.compile(r"[0-9]+", re.ASCII)
+ASCII_INTEGER = re.compile(r"[0-9]+", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -277,7 +230,7 @@ def integer(low: int, high: int) -> Callable[[object], int]:
             number = value
         else:
             text = parse_string(value)
-            if not _INTEGER.fullmatch(text) or len(text) > 12:
+            if not ASCII_INTEGER.fullmatch(text) or len(text) > 12:
                 raise ValueError(f"expected a whole number (ASCII digits), got {shown(value)}")
             number = int(text)
         if not low <= number <= high:
@@ -289,7 +242,7 @@ def integer(low: int, high: int) -> Callable[[object], int]:
 
 
 def parse_endpoints(value: object) -> tuple[EtcdEndpoint, ...]:
-    items = _string_list(value)
+    items = string_list(value)
     if not items:
         raise ValueError("at least one etcd endpoint is required")
     endpoints = []
@@ -297,11 +250,11 @@ def parse_endpoints(value: object) -> tuple[EtcdEndpoint, ...]:
         secure = item.startswith("https://")
         rest = re.sub(r"^https?://", "", item).rstrip("/")
         host, sep, port_text = rest.rpartition(":")
-        if not sep or not _INTEGER.fullmatch(port_text) or len(port_text) > 5:
+        if not sep or not ASCII_INTEGER.fullmatch(port_text) or len(port_text) > 5:
             raise ValueError(f"{shown(item)} is not host:port or https://host:port")
         host = host.strip("[]")
-        port = _checked(names.check_port, int(port_text))
-        endpoints.append(EtcdEndpoint(_checked(names.check_host, host), port, secure))
+        port = checked(names.check_port, int(port_text))
+        endpoints.append(EtcdEndpoint(checked(names.check_host, host), port, secure))
     return tuple(endpoints)
 
 
@@ -334,97 +287,22 @@ def parse_cache_scope(value: object) -> str:
     raise ValueError(f"expected all or onDemand, got {shown(text)}")
 
 
-def parse_policy(value: object) -> PolicyName:
-    text = parse_string(value)
-    for policy in PolicyName:
-        if policy.value.lower() == text.lower():
-            return policy
-    raise ValueError(f"unknown policy {shown(text)}; expected one of {', '.join(p.value for p in PolicyName)}")
-
-
 def parse_cluster_cidrs(value: object) -> ClusterCIDRs:
     """``cluster-1=10.1.0.0/16,cluster-1=fd00:1::/48,cluster-2=hostnames`` (or a list of entries)."""
-    text = ",".join(_string_list(value))
+    text = ",".join(string_list(value))
     cidrs, hostname_clusters = AddressPolicy.parse_cluster_cidrs(text)
     return ClusterCIDRs(text, cidrs, hostname_clusters)
 
 
-def parse_cluster_list(value: object) -> tuple[str, ...]:
-    return tuple(_checked(names.check_label, item) for item in _string_list(value))
-
-
-def parse_weights(value: object) -> Mapping[str, int]:
-    """``cluster-1=100,cluster-3=50`` or a mapping ``{cluster: weight}``."""
-    pairs: list[tuple[object, object]] = []
-    if isinstance(value, Mapping):
-        pairs = list(value.items())
-    else:
-        for item in _string_list(value):
-            cluster_text, sep, weight_text = item.partition("=")
-            if not sep:
-                raise ValueError(f"{shown(item)} is not cluster=weight")
-            pairs.append((cluster_text.strip(), weight_text.strip()))
-    weights: dict[str, int] = {}
-    for cluster, raw_weight in pairs:
-        if not isinstance(cluster, str):
-            raise ValueError(f"cluster name {shown(cluster)} is not a string")
-        name = str(_checked(names.check_label, cluster))
-        weight = raw_weight
-        if isinstance(raw_weight, str) and _INTEGER.fullmatch(raw_weight) and len(raw_weight) <= 12:
-            weight = int(raw_weight)  # ASCII digits only: "٣" is not 3
-        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
-            raise ValueError(f"weight of {name!r} must be an integer 0-{MAX_WEIGHT} (ASCII digits), "
-                             f"got {shown(raw_weight)}")
-        weights[name] = weight
-    return weights
-
-
-def parse_policies(value: object) -> Mapping[str, AppPolicy]:
-    """Per-app overrides: ``{"namespace/app": {"policy": …, "clusterWeights": …, "failoverOrder": …}}``."""
-    if isinstance(value, str):
-        if not value.strip():
-            return {}
-        value = load_json(value)
-    else:
-        check_structure(value)
-    if not isinstance(value, Mapping):
-        raise ValueError(f"expected a JSON object keyed by \"namespace/app\", got {_type_name(value)}")
-    policies: dict[str, AppPolicy] = {}
-    for app_key, override in value.items():
-        namespace, sep, app_id = str(app_key).partition("/")
-        if not sep:
-            raise ValueError(f"key {shown(app_key)} is not \"namespace/app\"")
-        _checked(names.check_label, namespace)
-        _checked(names.check_app_id, app_id)
-        policies[f"{namespace}/{app_id}"] = _parse_app_policy(app_key, override)
-    return policies
-
-
-def _parse_app_policy(app_key: str, override: object) -> AppPolicy:
-    if not isinstance(override, Mapping):
-        raise ValueError(f"[{shown(app_key)}] must be an object, got {_type_name(override)}")
-    fields: dict[str, Any] = {}
-    parsers = {"policy": parse_policy, "clusterWeights": parse_weights, "failoverOrder": parse_cluster_list}
-    attributes = {"policy": "policy", "clusterWeights": "cluster_weights", "failoverOrder": "failover_order"}
-    for name, raw in override.items():
-        if name not in parsers:
-            raise ValueError(f"[{shown(app_key)}]: unknown key {shown(name)}; allowed: {', '.join(parsers)}")
-        try:
-            fields[attributes[name]] = parsers[name](raw)
-        except ValueError as error:
-            raise ValueError(f"[{shown(app_key)}].{name}: {error}") from None
-    return AppPolicy(**fields)
-
-
-def _string_list(value: object) -> list[str]:
+def string_list(value: object) -> list[str]:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
         return [item.strip() for item in value if item.strip()]
-    raise ValueError(f"expected a comma-separated string or a list of strings, got {_type_name(value)}")
+    raise ValueError(f"expected a comma-separated string or a list of strings, got {type_name(value)}")
 
 
-def _checked(check: Callable[[Any, str], Any], value: Any) -> Any:
+def checked(check: Callable[[Any, str], Any], value: Any) -> Any:
     """Run a :mod:`names` check, turning its ValidationError into the ValueError parsers raise."""
     try:
         return check(value, "value")

@@ -31,10 +31,10 @@ machine (see ``docs/dns.md`` §Limits for the numbers behind each one):
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from resolver.observability import metrics
+from resolver.observability.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +72,11 @@ class LimitLog:
 
     def __init__(self, interval: float = THROTTLE_SECONDS) -> None:
         self.interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._throttle = Throttle(interval)  # the transports' event loop and the lookup threads share it
 
     def reached(self, limit: str, detail: str) -> None:
         metrics.DNS_LIMIT_REACHED.labels(limit).inc()
-        now = time.monotonic()
-        last = self._last.get(limit)
-        if last is not None and now - last < self.interval:
-            self._suppressed[limit] = self._suppressed.get(limit, 0) + 1
-            return
-        self._last[limit] = now
-        more = self._suppressed.pop(limit, 0)
-        log.warning("DNS limit %s reached: %s%s", limit, detail,
-                    f" ({more} more times in the last {self.interval:.0f}s)" if more else "")
+        self._throttle.log(log, logging.WARNING, "DNS limit %s reached: %s", limit, detail, kind=limit)
 
 
 LIMITS = LimitLog()

@@ -1,8 +1,9 @@
-"""The one retry policy for etcd work: capped exponential backoff with jitter, until stopped.
+"""The one retry policy for etcd work: retry :class:`RegistryError` until stopped, by the one backoff.
 
-Waits 0.2 s, 0.4 s, 0.8 s … capped at 5 s, each plus up to 0.2 s of jitter so that a fleet
-of resolvers does not reconnect in lock-step after an etcd restart. The sleep ends early when
-``stop`` is set, so shutdown never waits out a backoff.
+Waits 0.2 s, 0.4 s, 0.8 s … capped at 5 s (:data:`ETCD_BACKOFF`, a
+:class:`~resolver.timing.backoff.Backoff`), each shortened by up to 20 % at random so that a
+fleet of resolvers does not reconnect in lock-step after an etcd restart. The sleep ends early
+when ``stop`` is set, so shutdown never waits out a backoff.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from collections.abc import Callable
 import tenacity
 
 from resolver.errors import RegistryError
+from resolver.timing.backoff import Backoff
 
-BACKOFF_FIRST = 0.2
-BACKOFF_MAX = 5.0
-BACKOFF_JITTER = 0.2
+ETCD_BACKOFF = Backoff(first=0.2, cap=5.0, jitter=0.2)
+"""etcd restarts in seconds: retry soon, and never wait more than 5 s once it is back."""
 
 
-def attempt_log_level(attempt: int) -> int:
-    """Warn on the first, tenth and every fiftieth failure; the rest go to debug (no log floods)."""
-    return logging.WARNING if attempt in (1, 10) or attempt % 50 == 0 else logging.DEBUG
+def attempt_log_level(attempt: int, loud: int = logging.WARNING) -> int:
+    """``loud`` on the first, tenth and every fiftieth failure; the rest go to debug (no log floods)."""
+    return loud if attempt in (1, 10) or attempt % 50 == 0 else logging.DEBUG
 
 
 def retry_until_stopped(stop: threading.Event,
@@ -39,7 +40,7 @@ def retry_until_stopped(stop: threading.Event,
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(RegistryError),
-        wait=tenacity.wait_exponential_jitter(multiplier=BACKOFF_FIRST, max=BACKOFF_MAX, jitter=BACKOFF_JITTER),
+        wait=lambda state: ETCD_BACKOFF.delay(state.attempt_number),
         stop=lambda _state: stop.is_set(),
         sleep=sleep,
         before_sleep=before_sleep,

@@ -28,14 +28,13 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resolver.errors import ConfigError, ResolverError, ValidationError
+from resolver.errors import ClusterConflict, ConfigError, InvalidRecord, ValidationError
 from resolver.etcd.gateway import EtcdGateway
 from resolver.records import names
-from resolver.records.schema import Keys
+from resolver.records.schema import IdentityClaim, Keys
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +42,6 @@ MACHINE_ID = Path("/etc/machine-id")
 _UID = re.compile(r"[a-z0-9]([-a-z0-9.]{0,126}[a-z0-9])?")
 """A DNS-1123 subdomain of at most 128 characters: it names the conflict marker's key."""
 NAMESPACE_READ_TIMEOUT = (5.0, 10.0)
-
-
-class ClusterConflict(ResolverError):
-    """The cluster name is held by a live publisher of another cluster identity."""
-
-    def __init__(self, cluster: str, ours: str, theirs: str, holder: str) -> None:
-        self.cluster, self.ours, self.theirs, self.holder = cluster, ours, theirs, holder
-        super().__init__(
-            f"cluster name {cluster!r} is already published by another cluster (identity {theirs}"
-            f"{', publisher ' + holder if holder else ''}); this publisher's identity is {ours}, so it "
-            f"refuses to touch {cluster!r}'s records. Fix: give this cluster its own --cluster name, or, if it "
-            f"really is the same cluster, start it with --cluster-uid {theirs}")
 
 
 def check_cluster_uid(value: str) -> str:
@@ -93,28 +80,25 @@ def kube_cluster_uid(read_namespace: Callable[..., Any]) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class Claim:
-    """Who holds a cluster name in etcd right now, as far as its live keys say."""
+def _claims(gateway: EtcdGateway, cluster: str) -> list[IdentityClaim]:
+    """The identities the live info, leader and heartbeat keys of ``cluster`` hold its name for.
 
-    cluster_uid: str
-    publisher: str
-
-
-def _claims(gateway: EtcdGateway, cluster: str) -> list[Claim]:
+    A value the strict decoder refuses claims nothing: readers skip it too, and only a
+    credential that may write this cluster's range could have put it there.
+    """
     keys = Keys(gateway.connection.prefix)
-    found: list[Claim] = []
-    for key, publisher_field in ((keys.info(cluster), "publisher"), (keys.leader(cluster), "identity"),
-                                 (keys.heartbeat(cluster), "publisher")):
+    found: list[IdentityClaim] = []
+    for key, holder_field in ((keys.info(cluster), "publisher"), (keys.leader(cluster), "identity"),
+                              (keys.heartbeat(cluster), "publisher")):
         raw = gateway.get(key)
         if raw is None:
             continue
         try:
-            value = json.loads(raw)
-        except ValueError:
+            claim = IdentityClaim.from_json(raw, holder_field)
+        except InvalidRecord:
             continue
-        if isinstance(value, dict) and isinstance(value.get("clusterUid"), str) and value["clusterUid"]:
-            found.append(Claim(value["clusterUid"], str(value.get(publisher_field) or "")))
+        if claim.cluster_uid:
+            found.append(claim)
     return found
 
 
@@ -128,5 +112,5 @@ def find_conflict(gateway: EtcdGateway, cluster: str, cluster_uid: str) -> Clust
         return None
     for claim in _claims(gateway, cluster):
         if claim.cluster_uid != cluster_uid:
-            return ClusterConflict(cluster, cluster_uid, claim.cluster_uid, claim.publisher)
+            return ClusterConflict(cluster, cluster_uid, claim.cluster_uid, claim.holder)
     return None

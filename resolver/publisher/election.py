@@ -14,7 +14,6 @@ record leases, so the new leader has time to take the records over.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -26,7 +25,7 @@ from resolver.errors import RegistryError
 from resolver.etcd.gateway import EtcdGateway
 from resolver.etcd.keepalive import LeaseKeeper
 from resolver.observability import metrics
-from resolver.records.schema import Keys
+from resolver.records.schema import Keys, LeaderClaim
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +105,7 @@ class LeaderElection:
         if self.gateway.get(self.key) is not None:
             return
         lease = self.gateway.grant(self.ttl)
-        claim: dict[str, object] = {"identity": self.identity, "since": time.time()}
-        if self.cluster_uid:
-            claim["clusterUid"] = self.cluster_uid
-        value = json.dumps(claim).encode()
+        value = LeaderClaim.new(self.identity, self.cluster_uid).to_json()
         if not self.gateway.create_if_absent(self.key, value, lease):
             self.gateway.revoke(lease)
             return

@@ -32,12 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from resolver.errors import InventoryError, NoEndpoints
 from resolver.observability import metrics
 from resolver.publisher.inotify import DirectoryWatcher, open_watcher
 from resolver.publisher.inventory import (
     EntryValidator,
-    InventoryError,
-    NoEndpoints,
     entries_of,
     load_document,
     parse_entries,

@@ -19,14 +19,16 @@ Why so strict (issue 10 §4–5, issue 13):
   ``node`` a DNS-1123 subdomain (EKS node names have dots); ``address`` a canonical IP
   literal or a valid DNS host name (``999.1.0.1`` and ``10.1.0.256`` are refused, not
   published as host names) that the address policy accepts.
-* *Speed*: ``.json`` inventories parse with the standard library (100,000 entries in well
-  under the 2 s budget, see ``bench/inventory_reload.py``); YAML uses libyaml's C loader
+* *A key written twice is refused* — ``{appId: a, address: 10.0.0.1, address: 10.0.0.2}`` names
+  the key (and its line): the one strict decoder of every untrusted document
+  (:mod:`resolver.records.strict`) reads inventories too, as it reads registry values.
+* *Speed*: ``.json`` inventories parse with the standard library's decoder (100,000 entries in
+  well under the 2 s budget, see ``bench/inventory_reload.py``); YAML uses libyaml's C loader
   where PyYAML has it (the pure-Python loader is ~4× slower still).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -35,10 +37,10 @@ from typing import Any
 
 import yaml
 
-from resolver.errors import ValidationError
+from resolver.errors import InventoryError, NoEndpoints, ValidationError
 from resolver.observability import metrics
 from resolver.publisher.pods import refusal_code
-from resolver.records import names
+from resolver.records import names, strict
 from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy, parse_host
 from resolver.records.schema import EndpointRecord
 
@@ -54,14 +56,6 @@ _CANONICAL_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25
 ZONE_MAX = 63
 
 
-class InventoryError(ValueError):
-    """The document as a whole is unusable (not YAML/JSON, not a list): keep the last good state."""
-
-
-class NoEndpoints(InventoryError):
-    """Empty, comment-only, ``~``, ``{}`` or ``endpoints:`` without a list: keep the last good state."""
-
-
 @dataclass
 class Inventory:
     """The valid records of a document and what was wrong with the rest (one line each)."""
@@ -72,25 +66,35 @@ class Inventory:
 
 
 def load_document(text: str, source: str, as_json: bool = False) -> Any:
-    """The parsed document; raises :class:`InventoryError` naming ``source`` when it is not usable."""
-    if as_json:
-        try:
-            return json.loads(text)
-        except ValueError as error:
-            raise InventoryError(f"{source}: not valid JSON: {error}") from None
+    """The parsed document; raises :class:`InventoryError` naming ``source`` when it is not usable.
+
+    Both formats go through the one strict decoder of untrusted documents
+    (:mod:`resolver.records.strict`): an entry that writes a key twice is refused, naming the
+    key (and, in YAML, its line), instead of silently publishing whichever value came last.
+    """
     try:
+        if as_json:
+            return strict.decode_json(text, source)
         if "&" in text or "*" in text:
-            for event in yaml.parse(text, Loader=SafeLoader):
-                if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                    line = event.start_mark.line + 1 if event.start_mark is not None else 0
-                    raise InventoryError(f"{source}: YAML anchors and aliases are not allowed (line {line}): "
-                                         "write every entry out in full")
-        return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader (C or Python)
-    except yaml.YAMLError as error:
-        first = str(error).splitlines()[0] if str(error) else "parse error"
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InventoryError(f"{source}: not valid YAML{where}: {first}") from None
+            _refuse_aliases(text, source)
+        return strict.load_yaml(text, source, base=SafeLoader)
+    except ValidationError as error:
+        raise InventoryError(f"{source}: {error.message}") from None
+
+
+def _refuse_aliases(text: str, source: str) -> None:
+    """Refuse YAML anchors and aliases (an alias bomb turns 418 bytes into megabytes).
+
+    A document that does not even parse is left to the loader, which says where it breaks.
+    """
+    try:
+        for event in yaml.parse(text, Loader=SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                line = event.start_mark.line + 1 if event.start_mark is not None else 0
+                raise InventoryError(f"{source}: YAML anchors and aliases are not allowed (line {line}): "
+                                     "write every entry out in full")
+    except yaml.YAMLError:
+        return
 
 
 def entries_of(document: Any, source: str) -> list[Any]:

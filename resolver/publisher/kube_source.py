@@ -32,12 +32,13 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from resolver.errors import ResolverError
+from resolver.errors import Forbidden, Gone, KubeError
 from resolver.etcd.retry import attempt_log_level
 from resolver.observability import metrics
 from resolver.publisher.pods import SIDECAR_SELECTOR, ZONE_LABEL, PodEndpoint, pod_endpoint, refusal_code
 from resolver.publisher.publication import Publication
 from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
+from resolver.timing.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,12 @@ WATCH_SILENCE_SECONDS = 90.0
 CONNECT_TIMEOUT = 5.0
 LIST_READ_TIMEOUT = 60.0
 NODES_FIRST_WAIT = 5.0
-
-
-class KubeError(ResolverError):
-    """The API server failed or could not be reached; the loop retries."""
-
-
-class Gone(KubeError):
-    """410: the resourceVersion (or continue token) expired — re-list."""
-
-
-class Forbidden(KubeError):
-    """403: this service account may not read that resource."""
+KUBE_BACKOFF = Backoff(first=0.2, cap=5.0)
+"""Between attempts after an API server failure: 0.2 s, 0.4 s … 5 s. No jitter, as before: the
+API server's watchers here are one cluster's few publisher replicas (a leader and its standbys,
+which watch too), not a fleet that must be spread out."""
+FORBIDDEN_RETRY_SECONDS = 5.0
+"""Waiting for RBAC to be fixed is not a backoff: a grant takes effect at once, so look every 5 s."""
 
 
 def _translate(error: BaseException, what: str) -> KubeError:
@@ -185,15 +180,15 @@ class _Reflector:
                     raise
                 failing_since = failing_since if failures else time.monotonic()
                 failures += 1
-                log.log(logging.ERROR if failures in (1, 10) or failures % 50 == 0 else logging.DEBUG,
+                log.log(attempt_log_level(failures, logging.ERROR),
                         "not allowed to list/watch %ss (grant get/list/watch on %ss to this service account); "
-                        "retrying in 5s", self.kind, self.kind)
-                self._stop.wait(5.0)
+                        "retrying in %.0fs", self.kind, self.kind, FORBIDDEN_RETRY_SECONDS)
+                self._stop.wait(FORBIDDEN_RETRY_SECONDS)
             except KubeError as error:
                 self.resumes += 1 if version else 0
                 failing_since = failing_since if failures else time.monotonic()
                 failures += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                delay = KUBE_BACKOFF.delay(failures)
                 log.log(attempt_log_level(failures), "%s (attempt %d); retrying in %.1fs from resourceVersion %s",
                         error, failures, delay, version or "(re-list)")
                 self._stop.wait(delay)

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from resolver.errors import ValidationError
+from resolver.errors import ValidationError, shown
 from resolver.records import names
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -56,21 +56,21 @@ def parse_host(text: str) -> IPAddress | str:
     if not text:
         raise ValidationError("address", "must not be empty")
     if "%" in text:
-        raise ValidationError("address", f"{_shown(text)} is a scoped IPv6 address; its zone names an "
+        raise ValidationError("address", f"{shown(text)} is a scoped IPv6 address; its zone names an "
                                          "interface on the writer's host and is meaningless elsewhere")
     if ":" in text:
         try:
             return ipaddress.IPv6Address(text)
         except ValueError:
-            raise ValidationError("address", f"{_shown(text)} is not a valid IPv6 address") from None
+            raise ValidationError("address", f"{shown(text)} is not a valid IPv6 address") from None
     if _CANONICAL_IPV4.fullmatch(text):
         return ipaddress.IPv4Address(text)
     if _INET_ATON_FORM.fullmatch(text) or text.rstrip(".").rsplit(".", 1)[-1].isdigit():
-        raise ValidationError("address", f"{_shown(text)} is not a canonical IPv4 address (write a dotted "
+        raise ValidationError("address", f"{shown(text)} is not a canonical IPv4 address (write a dotted "
                                          "quad of decimal numbers 0-255 without leading zeros)")
     name = text[:-1] if text.endswith(".") else text
     if len(name) > names.SUBDOMAIN_MAX or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
-        raise ValidationError("address", f"{_shown(text)} is neither an IP address nor a valid DNS host name")
+        raise ValidationError("address", f"{shown(text)} is neither an IP address nor a valid DNS host name")
     return name.lower()
 
 
@@ -107,10 +107,6 @@ def _ipv4_compatible(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def _shown(value: str) -> str:
-    return repr(value if len(value) <= 80 else value[:77] + "...")
-
-
 @dataclass(frozen=True)
 class AddressPolicy:
     """The address rules one reader or publisher applies; hashable so readers can share by it.
@@ -140,11 +136,11 @@ class AddressPolicy:
                 continue
             cluster, sep, value = (part.strip() for part in entry.partition("="))
             if not sep or not cluster or not value:
-                raise ValueError(f"{_shown(entry)} is not cluster=CIDR (e.g. cluster-1=10.1.0.0/16)")
+                raise ValueError(f"{shown(entry)} is not cluster=CIDR (e.g. cluster-1=10.1.0.0/16)")
             try:
                 names.check_label(cluster, "cluster")
             except ValidationError as error:
-                raise ValueError(f"{_shown(entry)}: {error.message}") from None
+                raise ValueError(f"{shown(entry)}: {error.message}") from None
             cidrs.setdefault(cluster, [])
             if value == HOSTNAMES:
                 hostname_clusters.add(cluster)
@@ -152,7 +148,7 @@ class AddressPolicy:
             try:
                 cidrs[cluster].append(ipaddress.ip_network(value, strict=True))
             except ValueError as error:
-                raise ValueError(f"{_shown(entry)}: {error}") from None
+                raise ValueError(f"{shown(entry)}: {error}") from None
         return {cluster: tuple(nets) for cluster, nets in cidrs.items()}, frozenset(hostname_clusters)
 
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from resolver.errors import ValidationError
+from resolver.errors import ValidationError, shown
 
 APP_ID_MAX = 63
 LABEL_MAX = 63
@@ -28,11 +28,6 @@ ENDPOINT_PATH = re.compile(
 _HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9]*[A-Za-z0-9])?")
 
 
-def _shown(value: str) -> str:
-    """A value as it appears in an error message: quoted, and cut short if huge."""
-    return repr(value if len(value) <= 80 else value[:77] + "...")
-
-
 def check_app_id(value: str, field: str = "id") -> str:
     """Return ``value`` if it is a valid Dapr app id, else raise naming ``field``."""
     if not value:
@@ -40,7 +35,7 @@ def check_app_id(value: str, field: str = "id") -> str:
     if len(value) > APP_ID_MAX or _APP_ID.fullmatch(value) is None:
         raise ValidationError(
             field,
-            f"{_shown(value)} is not a valid app id (letters, digits, '-' and '_', "
+            f"{shown(value)} is not a valid app id (letters, digits, '-' and '_', "
             f"starting and ending with a letter or digit, at most {APP_ID_MAX} characters)",
         )
     return value
@@ -53,7 +48,7 @@ def check_label(value: str, field: str) -> str:
     if len(value) > LABEL_MAX or _LABEL.fullmatch(value) is None:
         raise ValidationError(
             field,
-            f"{_shown(value)} is not a DNS-1123 label (lower-case letters, digits and '-', "
+            f"{shown(value)} is not a DNS-1123 label (lower-case letters, digits and '-', "
             f"starting and ending with a letter or digit, at most {LABEL_MAX} characters)",
         )
     return value
@@ -67,7 +62,7 @@ def check_subdomain(value: str, field: str) -> str:
             or any(len(label) > LABEL_MAX for label in value.split("."))):
         raise ValidationError(
             field,
-            f"{_shown(value)} is not a DNS-1123 subdomain (lower-case labels of at most {LABEL_MAX} "
+            f"{shown(value)} is not a DNS-1123 subdomain (lower-case labels of at most {LABEL_MAX} "
             f"characters separated by '.', at most {SUBDOMAIN_MAX} characters)",
         )
     return value
@@ -98,7 +93,7 @@ def check_host(value: str, field: str = "address") -> str:
     except ValueError:
         labels = value.rstrip(".").split(".")
         if len(value) > SUBDOMAIN_MAX or not all(_HOSTNAME_LABEL.fullmatch(label) for label in labels):
-            raise ValidationError(field, f"{_shown(value)} is neither an IP address nor a host name") from None
+            raise ValidationError(field, f"{shown(value)} is neither an IP address nor a host name") from None
     return value
 
 

@@ -5,68 +5,78 @@ Keys::
     {prefix}/registry/identity                              -> RegistryIdentity JSON (no lease)
     {prefix}/apps/{cluster}/{namespace}/{appId}/{instance}   -> EndpointRecord JSON
     {prefix}/clusters/{cluster}/info                        -> ClusterInfo JSON
-    {prefix}/clusters/{cluster}/leader                      -> publisher leader election
+    {prefix}/clusters/{cluster}/leader                      -> LeaderClaim JSON (the leader's lease)
     {prefix}/clusters/{cluster}/heartbeat                   -> Heartbeat JSON (owner's lease)
     {prefix}/clusters/{cluster}/lastseen                    -> LastSeen JSON (no lease)
     {prefix}/clusters/{cluster}/conflict/{clusterUid}       -> ConflictMarker JSON (short lease)
-    {prefix}/clusters/{cluster}/members/{instance}          -> a self-registered sidecar's marker (its lease)
+    {prefix}/clusters/{cluster}/members/{instance}          -> MemberMarker JSON (the sidecar's lease)
 
 Cluster first, so each cluster owns one contiguous range that etcd RBAC can grant to that
 cluster's publisher alone. Every range prefix ends in ``/`` so ``cluster-1`` never matches
 ``cluster-10``. Parsing is strict: a record whose JSON disagrees with its key is refused
 (:class:`~resolver.errors.InvalidRecord`) and the reader skips it.
 
-Every value is untrusted input written by some cluster: JSON is parsed strictly (no NaN or
-Infinity, no number that overflows to infinity, no duplicate keys — a record must not be able to
-say one address to one parser and another to the next) and numbers are range-checked, so no
-value can raise anything but :class:`~resolver.errors.InvalidRecord` in a reader. Unknown
-keys under ``clusters/{cluster}/`` are ignored: a newer publisher may write more.
+Every value is untrusted input written by some cluster: JSON is parsed strictly by the one
+decoder of :mod:`.strict` (no NaN or Infinity, no number that overflows to infinity, no
+duplicate keys — a record must not be able to say one address to one parser and another to the
+next) and numbers are range-checked, so no value can raise anything but
+:class:`~resolver.errors.InvalidRecord` in a reader. Unknown keys under ``clusters/{cluster}/``
+are ignored: a newer publisher may write more.
+
+This module defines the key layout and the endpoint record (the data every resolve reads); the
+formats of the values writers coordinate through live in :mod:`.coordination` and are
+re-exported here, so ``resolver.records.schema`` stays the one place to import any format from.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from resolver.errors import InvalidRecord, RefusedAddress, ValidationError
 from resolver.records import names
 from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy, parse_host
+from resolver.records.coordination import (
+    MAX_COUNT,
+    MAX_LEASE_TTL,
+    ClusterInfo,
+    ConflictMarker,
+    Heartbeat,
+    IdentityClaim,
+    LastSeen,
+    LeaderClaim,
+    MemberMarker,
+    RegistryIdentity,
+)
+from resolver.records.strict import (
+    MAX_FIELD,
+    MAX_RECORD_BYTES,
+    MAX_TIMESTAMP,
+    bounded_field,
+    dump_record,
+    number_field,
+    raw_decode,
+    record_object,
+    string_field,
+)
 
-MAX_RECORD_BYTES = 4096
-"""Registry values larger than this are refused: a record is ~200 bytes; 4 KiB leaves room."""
-MAX_LEASE_TTL = 3600.0
-"""The longest ``leaseTTL`` a cluster may claim; the DNS bridge derives answer TTLs from it."""
-MAX_COUNT = 10_000_000
-"""The largest endpoint count an ``info`` may claim."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in registry records")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} overflows")
-    return value
-
-
-def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
-        raise ValueError(f"duplicate key {duplicate[:40]!r}")
-    return obj
-
-
-_STRICT = json.JSONDecoder(object_pairs_hook=_unique_object, parse_float=_finite_float,
-                           parse_constant=_refuse_constant)
-_raw_decode = _STRICT.raw_decode
+__all__ = [
+    "MAX_COUNT",
+    "MAX_LEASE_TTL",
+    "MAX_RECORD_BYTES",
+    "MAX_TIMESTAMP",
+    "ClusterInfo",
+    "ConflictMarker",
+    "EndpointRecord",
+    "Heartbeat",
+    "IdentityClaim",
+    "Keys",
+    "LastSeen",
+    "LeaderClaim",
+    "MemberMarker",
+    "RegistryIdentity",
+    "endpoint_entry",
+]
 
 
 @dataclass(frozen=True)
@@ -158,35 +168,6 @@ class Keys:
         return cluster, leaf
 
 
-def _load_object(raw: bytes) -> dict[str, Any]:
-    if len(raw) > MAX_RECORD_BYTES:
-        raise InvalidRecord("value", f"{len(raw)} bytes is larger than the {MAX_RECORD_BYTES}-byte limit")
-    try:
-        value = _STRICT.decode(raw.decode("utf-8"))
-    except RecursionError:
-        raise InvalidRecord("value", "nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidRecord("value", f"not JSON: {str(error)[:120]}") from None
-    if not isinstance(value, dict):
-        raise InvalidRecord("value", f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _string(obj: dict[str, Any], field: str, required: bool = True) -> str:
-    if field not in obj:
-        if required:
-            raise InvalidRecord(field, "missing")
-        return ""
-    value = obj[field]
-    if not isinstance(value, str):
-        raise InvalidRecord(field, f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _dump(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
-
-
 @dataclass(frozen=True, slots=True)
 class EndpointRecord:
     """One Dapr sidecar's internal gRPC endpoint, as published under its endpoint key.
@@ -236,7 +217,7 @@ class EndpointRecord:
         return keys.endpoint(self.cluster, self.namespace, self.app_id, self.instance)
 
     def to_json(self) -> bytes:
-        return _dump({
+        return dump_record({
             "appId": self.app_id, "namespace": self.namespace, "cluster": self.cluster,
             "instance": self.instance, "address": self.address, "port": self.port,
             "node": self.node, "zone": self.zone,
@@ -251,14 +232,14 @@ class EndpointRecord:
         Raises :class:`RefusedAddress` when the record is well formed but ``policy`` refuses
         its address, :class:`InvalidRecord` for anything else wrong with it.
         """
-        obj = _load_object(raw)
+        obj = record_object(raw)
         try:
             record = cls(
-                app_id=_string(obj, "appId"), namespace=_string(obj, "namespace"),
-                cluster=_string(obj, "cluster"), instance=_string(obj, "instance"),
-                address=_string(obj, "address"), port=names.check_port(obj.get("port"), "port"),
-                node=_bounded_string(obj, "node"), zone=_bounded_string(obj, "zone"),
-                updated_at=_number(obj, "updatedAt", MAX_TIMESTAMP),
+                app_id=string_field(obj, "appId"), namespace=string_field(obj, "namespace"),
+                cluster=string_field(obj, "cluster"), instance=string_field(obj, "instance"),
+                address=string_field(obj, "address"), port=names.check_port(obj.get("port"), "port"),
+                node=bounded_field(obj, "node"), zone=bounded_field(obj, "zone"),
+                updated_at=number_field(obj, "updatedAt", MAX_TIMESTAMP),
             ).validate()
         except InvalidRecord:
             raise
@@ -274,30 +255,6 @@ class EndpointRecord:
         return record
 
 
-MAX_TIMESTAMP = 1e11
-"""Timestamps (unix seconds) above this (the year 5138) are refused rather than trusted."""
-_MAX_FIELD = 253
-
-
-def _number(obj: dict[str, Any], field: str, high: float) -> float:
-    """A finite number in ``[0, high]`` (absent or null: 0); anything else is an invalid record."""
-    value = obj.get(field)
-    if value is None:
-        return 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRecord(field, f"expected a number, got {type(value).__name__}")
-    if not 0 <= value <= high:  # compares huge ints exactly; never converts them first
-        raise InvalidRecord(field, f"{str(value)[:40]} is outside 0-{high:g}")
-    return float(value)
-
-
-def _bounded_string(obj: dict[str, Any], field: str) -> str:
-    value = _string(obj, field, required=False)
-    if len(value) > _MAX_FIELD:
-        raise InvalidRecord(field, f"longer than {_MAX_FIELD} characters")
-    return value
-
-
 def endpoint_entry(raw: bytes, key_parts: tuple[str, str, str, str],
                    policy: AddressPolicy = DEFAULT_POLICY) -> tuple[str, float]:
     """The ``host:port`` and ``updatedAt`` of a record under an already-validated key — the reader's fast path.
@@ -311,7 +268,7 @@ def endpoint_entry(raw: bytes, key_parts: tuple[str, str, str, str],
     if len(raw) <= MAX_RECORD_BYTES:
         try:
             text = raw.decode()
-            obj, end = _raw_decode(text)  # ~1 µs faster than json.loads(bytes) per record
+            obj, end = raw_decode(text)  # ~1 µs faster than json.loads(bytes) per record
         except (ValueError, UnicodeDecodeError, RecursionError):
             obj, end, text = None, 0, ""
         if type(obj) is dict and end == len(text):
@@ -322,153 +279,9 @@ def endpoint_entry(raw: bytes, key_parts: tuple[str, str, str, str],
                     and names.IPV4_OR_HOSTNAME.fullmatch(address) is not None
                     and obj.get("appId") == app_id and obj.get("instance") == instance
                     and obj.get("namespace") == namespace and obj.get("cluster") == cluster
-                    and type(node) is str and type(zone) is str and len(node) <= _MAX_FIELD
-                    and len(zone) <= _MAX_FIELD and type(updated) in (int, float) and 0 <= updated <= MAX_TIMESTAMP
+                    and type(node) is str and type(zone) is str and len(node) <= MAX_FIELD
+                    and len(zone) <= MAX_FIELD and type(updated) in (int, float) and 0 <= updated <= MAX_TIMESTAMP
                     and policy.host_refusal(cluster, address) is None):
                 return f"{address}:{port}", float(updated)
     record = EndpointRecord.from_json(raw, key_parts, policy)
     return record.host_port, record.updated_at
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterInfo:
-    """What a cluster's publisher says about itself; present while the publisher is alive.
-
-    ``synced_at`` is 0 until the publisher's first full list has been written: the
-    per-cluster "synced" barrier readers and operators can wait for. ``cluster_uid`` is the
-    publisher's cluster identity ("" from publishers of the previous release: compatible
-    with any identity).
-    """
-
-    cluster: str
-    publisher: str
-    version: str
-    started_at: float
-    synced_at: float = 0.0
-    endpoints: int = 0
-    lease_ttl: float = 0.0
-    cluster_uid: str = ""
-
-    def to_json(self) -> bytes:
-        obj: dict[str, Any] = {
-            "cluster": self.cluster, "publisher": self.publisher, "version": self.version,
-            "startedAt": self.started_at, "syncedAt": self.synced_at or None,
-            "endpoints": self.endpoints, "leaseTTL": self.lease_ttl,
-        }
-        if self.cluster_uid:
-            obj["clusterUid"] = self.cluster_uid
-        return _dump(obj)
-
-    @classmethod
-    def from_json(cls, raw: bytes, cluster_from_key: str | None = None) -> ClusterInfo:
-        obj = _load_object(raw)
-        info = cls(
-            cluster=_string(obj, "cluster"), publisher=_bounded_string(obj, "publisher"),
-            version=_bounded_string(obj, "version"), started_at=_number(obj, "startedAt", MAX_TIMESTAMP),
-            synced_at=_number(obj, "syncedAt", MAX_TIMESTAMP), endpoints=int(_number(obj, "endpoints", MAX_COUNT)),
-            lease_ttl=_number(obj, "leaseTTL", MAX_LEASE_TTL), cluster_uid=_bounded_string(obj, "clusterUid"),
-        )
-        if cluster_from_key is not None and info.cluster != cluster_from_key:
-            raise InvalidRecord("cluster", f"info says {info.cluster[:80]!r} but its key says {cluster_from_key!r}")
-        return info
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    """Proof of life a foreign credential cannot fake: only the owning publisher may write it.
-
-    Lease keep-alive is not covered by etcd's key RBAC, so any credential can keep another
-    cluster's lease (and records) alive; a reader therefore also requires this key, inside
-    the cluster's own RBAC range, to keep advancing (see :mod:`resolver.registry.liveness`).
-    """
-
-    cluster: str
-    cluster_uid: str
-    publisher: str
-    seq: int
-    at: float
-    lease_ttl: float
-
-    def to_json(self) -> bytes:
-        return _dump({"cluster": self.cluster, "clusterUid": self.cluster_uid, "publisher": self.publisher,
-                      "seq": self.seq, "at": self.at, "leaseTTL": self.lease_ttl})
-
-    @classmethod
-    def from_json(cls, raw: bytes, cluster_from_key: str | None = None) -> Heartbeat:
-        obj = _load_object(raw)
-        beat = cls(cluster=_string(obj, "cluster"), cluster_uid=_bounded_string(obj, "clusterUid"),
-                   publisher=_bounded_string(obj, "publisher"), seq=int(_number(obj, "seq", 2.0**62)),
-                   at=_number(obj, "at", MAX_TIMESTAMP), lease_ttl=_number(obj, "leaseTTL", MAX_LEASE_TTL))
-        if beat.lease_ttl <= 0:
-            raise InvalidRecord("leaseTTL", "must be a positive number of seconds")
-        if cluster_from_key is not None and beat.cluster != cluster_from_key:
-            raise InvalidRecord("cluster", f"heartbeat says {beat.cluster[:80]!r} but its key says "
-                                           f"{cluster_from_key!r}")
-        return beat
-
-
-@dataclass(frozen=True, slots=True)
-class LastSeen:
-    """A lease-less trace of a cluster, so ``status`` can say it *was* there after it vanished."""
-
-    cluster: str
-    cluster_uid: str
-    publisher: str
-    at: float
-    endpoints: int
-    reason: str = "running"
-
-    def to_json(self) -> bytes:
-        return _dump({"cluster": self.cluster, "clusterUid": self.cluster_uid, "publisher": self.publisher,
-                      "at": self.at, "endpoints": self.endpoints, "reason": self.reason})
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> LastSeen:
-        obj = _load_object(raw)
-        return cls(cluster=_string(obj, "cluster"), cluster_uid=_bounded_string(obj, "clusterUid"),
-                   publisher=_bounded_string(obj, "publisher"), at=_number(obj, "at", MAX_TIMESTAMP),
-                   endpoints=int(_number(obj, "endpoints", MAX_COUNT)),
-                   reason=_bounded_string(obj, "reason") or "running")
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictMarker:
-    """A publisher's claim on a cluster name another identity holds (it refused to write)."""
-
-    cluster: str
-    cluster_uid: str
-    publisher: str
-    at: float
-
-    def to_json(self) -> bytes:
-        return _dump({"cluster": self.cluster, "clusterUid": self.cluster_uid, "publisher": self.publisher,
-                      "at": self.at})
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> ConflictMarker:
-        obj = _load_object(raw)
-        return cls(cluster=_string(obj, "cluster"), cluster_uid=_bounded_string(obj, "clusterUid"),
-                   publisher=_bounded_string(obj, "publisher"), at=_number(obj, "at", MAX_TIMESTAMP))
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryIdentity:
-    """The registry's identity: a random id created once per etcd history (``registry init``)."""
-
-    id: str
-    created_at: float
-
-    def to_json(self) -> bytes:
-        return _dump({"id": self.id, "createdAt": self.created_at})
-
-    @classmethod
-    def new(cls) -> RegistryIdentity:
-        return cls(secrets.token_hex(16), round(time.time(), 3))
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> RegistryIdentity:
-        obj = _load_object(raw)
-        identity = _bounded_string(obj, "id")
-        if not identity:
-            raise InvalidRecord("id", "must not be empty")
-        return cls(identity, _number(obj, "createdAt", MAX_TIMESTAMP))

@@ -4,7 +4,8 @@ Shaped for the two things that matter: a resolve is a dict lookup plus a random 
 (~1 µs), and 100k endpoints fit in well under 150 MB. So the cache keeps no record objects,
 only ``(namespace, app) → cluster → instance → "host:port"``; per app, an immutable
 snapshot ``cluster → tuple(addresses)`` is built on first read after a change and shared by
-all readers without locking.
+all readers without locking (the shapes, and how a key/value pair is decoded into them, are
+:mod:`resolver.registry.entries`).
 
 Writes come from one reader thread: :meth:`RegistryCache.replace_all` after a (re-)list —
 everything not seen again is dropped, like Cilium's kvstore marking keys stale on re-list —
@@ -18,9 +19,8 @@ Two more things shape what a lookup sees:
 * **Withdrawn clusters** (heartbeat stood still, see :mod:`resolver.registry.liveness`) are
   left out of every snapshot, though their records stay in the cache (``dump`` still equals etcd).
 * **A new history** (a wiped and re-created etcd): a re-list must not blank every resolver
-  while publishers re-register, so the old records of a cluster that is not yet synced in the
-  new history are *carried over* until its ``syncedAt`` appears there (or ``carry_over``
-  seconds pass), then whatever it did not re-put is dropped.
+  while publishers re-register, so each cluster's old records are *carried over* until it
+  syncs in the new history (:mod:`resolver.registry.carry_over`).
 """
 
 from __future__ import annotations
@@ -31,83 +31,30 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import NamedTuple
 
 from resolver.errors import InvalidRecord, RefusedAddress
 from resolver.observability import metrics
 from resolver.observability.throttle import Throttle
 from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
-from resolver.records.schema import (
-    ClusterInfo,
-    ConflictMarker,
-    Heartbeat,
-    Keys,
-    LastSeen,
-    RegistryIdentity,
-    endpoint_entry,
+from resolver.records.schema import ClusterInfo, ConflictMarker, Keys, LastSeen, RegistryIdentity
+from resolver.registry.carry_over import Carried, CarryOver
+from resolver.registry.entries import (
+    EMPTY,
+    AppEndpoints,
+    AppKey,
+    Beat,
+    Decoded,
+    Endpoint,
+    Entry,
+    Identity,
+    Info,
+    Snapshot,
+    Trace,
+    decode,
 )
 from resolver.registry.liveness import ClusterLiveness
 
 log = logging.getLogger(__name__)
-
-AppKey = tuple[str, str]  # (namespace, app_id)
-Snapshot = Mapping[str, tuple[str, ...]]  # cluster -> addresses
-_EMPTY: Snapshot = MappingProxyType({})
-
-
-class AppEndpoints:
-    """All instances of one (namespace, app) across clusters."""
-
-    __slots__ = ("_snapshot", "by_cluster")
-
-    def __init__(self) -> None:
-        self.by_cluster: dict[str, dict[str, str]] = {}
-        self._snapshot: Snapshot | None = None
-
-    def snapshot(self, lock: threading.Lock, withdrawn: frozenset[str]) -> Snapshot:
-        snapshot = self._snapshot
-        if snapshot is None:
-            with lock:
-                snapshot = self._snapshot = MappingProxyType({
-                    cluster: tuple(sorted(instances.values()))
-                    for cluster, instances in self.by_cluster.items() if instances and cluster not in withdrawn
-                })
-        return snapshot
-
-
-class _Endpoint(NamedTuple):
-    cluster: str
-    namespace: str
-    app_id: str
-    instance: str
-    address: str
-    updated_at: float
-
-
-class _Info(NamedTuple):
-    cluster: str
-    info: ClusterInfo
-
-
-class _Beat(NamedTuple):
-    cluster: str
-    beat: Heartbeat
-
-
-class _Identity(NamedTuple):
-    identity: RegistryIdentity
-
-
-class _Trace(NamedTuple):
-    """A cluster's lease-less ``lastseen`` key, or one of its ``conflict/{uid}`` markers."""
-
-    cluster: str
-    leaf: str
-    value: LastSeen | ConflictMarker
-
-
-_Decoded = _Endpoint | _Info | _Beat | _Identity | _Trace | None
 
 
 @dataclass(frozen=True)
@@ -129,17 +76,14 @@ class RegistryCache:
     def __init__(self, keys: Keys, policy: AddressPolicy = DEFAULT_POLICY, carry_over: float = 120.0) -> None:
         self.keys = keys
         self.policy = policy
-        self.carry_over = carry_over
         self.liveness = ClusterLiveness()
         self._lock = threading.Lock()
         self._apps: dict[AppKey, AppEndpoints] = {}
         self._clusters: dict[str, ClusterInfo] = {}
         self._withdrawn: frozenset[str] = frozenset()
-        self._carried: dict[str, set[tuple[AppKey, str]]] = {}
-        self._carry_lock = threading.Lock()  # the reader thread and the ticker both touch _carried
+        self._carry = CarryOver(carry_over)  # its lock is never taken inside _lock (finish takes _lock inside it)
         self.version = 0
         """Bumped on every change of what lookups see (events, lists, withdrawals): answer caches key on it."""
-        self._carry_deadline = 0.0
         self._traces: dict[tuple[str, str], LastSeen | ConflictMarker] = {}
         self.identity: RegistryIdentity | None = None
         self.skipped: Counter[str] = Counter()  # reason ("invalid", "refused") -> records skipped
@@ -156,7 +100,7 @@ class RegistryCache:
     def lookup(self, namespace: str, app_id: str) -> Snapshot:
         """``cluster → addresses`` of one app; empty when the registry has none."""
         app = self._apps.get((namespace, app_id))
-        return _EMPTY if app is None else app.snapshot(self._lock, self._withdrawn)
+        return EMPTY if app is None else app.snapshot(self._lock, self._withdrawn)
 
     def instances(self, namespace: str, app_id: str) -> dict[tuple[str, str], str]:
         """``(cluster, host:port) → instance name`` of one app (the DNS bridge's SRV targets)."""
@@ -194,18 +138,15 @@ class RegistryCache:
     @property
     def carried_clusters(self) -> frozenset[str]:
         """Clusters whose records from a previous etcd history are still served."""
-        return frozenset(self._carried)
+        return self._carry.clusters
 
     def tick(self, now: float | None = None) -> None:
         """Re-judge heartbeats and carried-over records; the reader calls this about once a second."""
         now = time.monotonic() if now is None else now
-        if self._carried and now >= self._carry_deadline:
-            with self._carry_lock:
-                expired = list(self._carried)
-            for cluster in expired:
-                log.warning("cluster %s did not sync again in the new registry history within %.0fs; "
-                            "dropping its old records", cluster, self.carry_over)
-                self._finish_carry(cluster)
+        for cluster in self._carry.expired(now):
+            log.warning("cluster %s did not sync again in the new registry history within %.0fs; "
+                        "dropping its old records", cluster, self._carry.seconds)
+            self._finish_carry(cluster)
         withdrawn = self.liveness.withdrawn()
         if withdrawn != self._withdrawn:
             for cluster in withdrawn - self._withdrawn:
@@ -220,7 +161,7 @@ class RegistryCache:
 
     def _invalidate_all(self) -> None:
         for app in self._apps.values():
-            app._snapshot = None
+            app.invalidate()
 
     def endpoint_count(self) -> int:
         with self._lock:
@@ -254,31 +195,11 @@ class RegistryCache:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _decode(self, key: bytes, value: bytes) -> _Decoded:
-        """Classify a registry key/value; None for keys the cache does not keep (leader, unknown)."""
-        text = key.decode("utf-8", errors="replace")
-        if text.startswith(self.keys.apps):
-            parts = self.keys.parse_endpoint(text)
-            return _Endpoint(*parts, *endpoint_entry(value, parts, self.policy))
-        if text.startswith(self.keys.clusters):
-            cluster, leaf = self.keys.parse_cluster_key(text)
-            if leaf == "info":
-                return _Info(cluster, ClusterInfo.from_json(value, cluster))
-            if leaf == "heartbeat":
-                return _Beat(cluster, Heartbeat.from_json(value, cluster))
-            if leaf == "lastseen":
-                return _Trace(cluster, leaf, LastSeen.from_json(value))
-            if leaf.startswith("conflict/"):
-                return _Trace(cluster, leaf, ConflictMarker.from_json(value))
-            return None
-        if text == self.keys.identity():
-            return _Identity(RegistryIdentity.from_json(value))
-        return None
-
-    def _decode_or_skip(self, key: bytes, value: bytes) -> _Decoded | InvalidRecord:
-        """Like :meth:`_decode`, but every failure — foreseen or not — comes back as a value."""
+    def _decode_or_skip(self, key: bytes, value: bytes) -> Decoded | InvalidRecord:
+        """:func:`~resolver.registry.entries.decode`, but every failure — foreseen or not — comes back
+        as a value (and is counted and logged)."""
         try:
-            return self._decode(key, value)
+            return decode(self.keys, self.policy, key, value)
         except InvalidRecord as error:
             self._skip(key, "refused" if isinstance(error, RefusedAddress) else "invalid", str(error))
             return error
@@ -308,27 +229,28 @@ class RegistryCache:
         skipped = count = 0
         for key, value in items:
             decoded = self._decode_or_skip(key, value)
-            if isinstance(decoded, _Endpoint):
+            if isinstance(decoded, Endpoint):
                 app = apps.get((decoded.namespace, decoded.app_id))
                 if app is None:
                     app = apps[(decoded.namespace, decoded.app_id)] = AppEndpoints()
                 app.by_cluster.setdefault(decoded.cluster, {})[decoded.instance] = decoded.address
                 count += 1
-            elif isinstance(decoded, _Info):
+            elif isinstance(decoded, Info):
                 clusters[decoded.cluster] = decoded.info
-            elif isinstance(decoded, _Beat):
+            elif isinstance(decoded, Beat):
                 beats[decoded.cluster] = (decoded.beat.seq, decoded.beat.lease_ttl)
-            elif isinstance(decoded, _Identity):
+            elif isinstance(decoded, Identity):
                 identity = decoded.identity
-            elif isinstance(decoded, _Trace):
+            elif isinstance(decoded, Trace):
                 traces[(decoded.cluster, decoded.leaf)] = decoded.value
             elif isinstance(decoded, InvalidRecord):
                 skipped += 1
-        carried = self._carry_into(apps, clusters) if new_history else {}
+        carried: Carried = {}
+        if new_history:
+            with self._lock:
+                carried = self._carry.carry_into(self._apps, apps, clusters)
         self.liveness.replace(beats)
-        with self._carry_lock:  # never inside _lock: _finish_carry takes _lock while holding this one
-            self._carried = carried
-            self._carry_deadline = time.monotonic() + self.carry_over
+        self._carry.start(carried)  # never inside _lock: _finish_carry takes _lock while holding the carry lock
         with self._lock:
             old_apps, self._apps = self._apps, apps
             self._clusters = clusters
@@ -341,29 +263,6 @@ class RegistryCache:
         old_keys = _endpoint_keys(old_apps)
         new_keys = _endpoint_keys(apps)
         return ReplaceStats(count, len(new_keys - old_keys), len(old_keys - new_keys), skipped)
-
-    def _carry_into(self, apps: dict[AppKey, AppEndpoints],
-                    clusters: dict[str, ClusterInfo]) -> dict[str, set[tuple[AppKey, str]]]:
-        """Copy the old records of clusters not yet synced in the new history into ``apps``."""
-        carried: dict[str, set[tuple[AppKey, str]]] = {}
-        with self._lock:
-            for app_key, old_app in self._apps.items():
-                for cluster, instances in old_app.by_cluster.items():
-                    info = clusters.get(cluster)
-                    if info is not None and info.synced_at:
-                        continue
-                    app = apps.get(app_key)
-                    if app is None:
-                        app = apps[app_key] = AppEndpoints()
-                    target = app.by_cluster.setdefault(cluster, {})
-                    for instance, address in instances.items():
-                        if instance not in target:
-                            target[instance] = address
-                            carried.setdefault(cluster, set()).add((app_key, instance))
-        for cluster, entries in carried.items():
-            log.warning("registry history changed: serving %d old records of cluster %s until it syncs again",
-                        len(entries), cluster)
-        return carried
 
     def replace_range(self, prefix: str, items: Iterable[tuple[bytes, bytes]], revision: int) -> int:
         """Replace what the cache holds under ``prefix`` with a fresh read of that range (on-demand scope).
@@ -378,9 +277,7 @@ class RegistryCache:
             self.liveness.replace({})
         else:
             cluster, namespace, app_id, _ = self.keys.parse_endpoint(prefix + "x")
-            with self._carry_lock:  # records carried over from an old history stay until their cluster syncs
-                carried = {instance for app_key, instance in self._carried.get(cluster, ())
-                           if app_key == (namespace, app_id)}
+            carried = self._carry.kept(cluster, (namespace, app_id))  # stay until their cluster syncs
             with self._lock:
                 app = self._apps.get((namespace, app_id))
                 old = app.by_cluster.pop(cluster, None) if app is not None else None
@@ -388,7 +285,7 @@ class RegistryCache:
                     kept = {instance: address for instance, address in old.items() if instance in carried}
                     if kept:
                         app.by_cluster[cluster] = kept
-                    app._snapshot = None
+                    app.invalidate()
         applied = self.apply(((False, key, value) for key, value in items), max(self.revision, revision))
         if prefix != self.keys.clusters:
             cluster, namespace, app_id, _ = self.keys.parse_endpoint(prefix + "x")
@@ -402,20 +299,9 @@ class RegistryCache:
             self._apps.pop((namespace, app_id), None)
             self.version += 1
 
-    def _confirm(self, cluster: str, app_key: AppKey, instance: str) -> None:
-        """An endpoint was written (or deleted) in the new history: it is no longer a carried-over one."""
-        if self._carried:
-            with self._carry_lock:
-                carried = self._carried.get(cluster)
-                if carried is not None:
-                    carried.discard((app_key, instance))
-
     def _finish_carry(self, cluster: str) -> None:
         """The cluster synced in the new history (or took too long): drop what it did not re-put."""
-        with self._carry_lock:  # held through the deletes: a concurrent re-put (_confirm) waits, then wins
-            for (namespace, app_id), instance in list(self._carried.get(cluster, ())):
-                self._delete_endpoint(cluster, namespace, app_id, instance)
-            self._carried.pop(cluster, None)  # last: until here _confirm's unlocked check sees work pending
+        self._carry.finish(cluster, self._delete_endpoint)
         self.version += 1
 
     def apply(self, events: Iterable[tuple[bool, bytes, bytes]], revision: int) -> int:
@@ -430,7 +316,7 @@ class RegistryCache:
                 changed += self._delete(key.decode("utf-8", errors="replace"))
             elif decoded is not None:
                 changed += self._put(decoded)
-                if isinstance(decoded, _Endpoint) and decoded.updated_at:
+                if isinstance(decoded, Endpoint) and decoded.updated_at:
                     self._observe_delay(decoded.updated_at)
         self.revision = revision
         if changed:
@@ -442,17 +328,17 @@ class RegistryCache:
         """Writer's clock → applied here: how long a change takes to reach this reader (clock skew included)."""
         metrics.EVENT_DELAY.observe(max(0.0, time.time() - updated_at))
 
-    def _put(self, decoded: _Endpoint | _Info | _Beat | _Identity | _Trace) -> int:
-        if isinstance(decoded, _Trace):
+    def _put(self, decoded: Entry) -> int:
+        if isinstance(decoded, Trace):
             self._traces[(decoded.cluster, decoded.leaf)] = decoded.value
             return 0
-        if isinstance(decoded, _Beat):
+        if isinstance(decoded, Beat):
             self.liveness.beat(decoded.cluster, decoded.beat.seq, decoded.beat.lease_ttl)
             return 0
-        if isinstance(decoded, _Identity):
+        if isinstance(decoded, Identity):
             self.identity = decoded.identity
             return 0
-        if isinstance(decoded, _Info):
+        if isinstance(decoded, Info):
             with self._lock:
                 self._clusters[decoded.cluster] = decoded.info
             if decoded.info.synced_at and decoded.cluster in self.carried_clusters:
@@ -460,7 +346,7 @@ class RegistryCache:
                 self._finish_carry(decoded.cluster)
             return 1
         app_key = (decoded.namespace, decoded.app_id)
-        self._confirm(decoded.cluster, app_key, decoded.instance)
+        self._carry.confirm(decoded.cluster, app_key, decoded.instance)
         with self._lock:
             app = self._apps.get(app_key)
             if app is None:
@@ -469,7 +355,7 @@ class RegistryCache:
             if instances.get(decoded.instance) == decoded.address:
                 return 0
             instances[decoded.instance] = decoded.address
-            app._snapshot = None
+            app.invalidate()
             return 1
 
     def _delete(self, key: str) -> int:
@@ -492,7 +378,7 @@ class RegistryCache:
             cluster, namespace, app_id, instance = self.keys.parse_endpoint(key)
         except InvalidRecord:
             return 0
-        self._confirm(cluster, (namespace, app_id), instance)
+        self._carry.confirm(cluster, (namespace, app_id), instance)
         return self._delete_endpoint(cluster, namespace, app_id, instance)
 
     def _delete_endpoint(self, cluster: str, namespace: str, app_id: str, instance: str) -> int:
@@ -505,5 +391,5 @@ class RegistryCache:
                 del app.by_cluster[cluster]
             if not app.by_cluster:
                 del self._apps[(namespace, app_id)]
-            app._snapshot = None
+            app.invalidate()
             return 1

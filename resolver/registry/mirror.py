@@ -24,6 +24,7 @@ import contextlib
 import gc
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterator
 
@@ -72,11 +73,18 @@ class RegistryReader(SupervisedReader):
         super().start()
         return self
 
-    def ready_for(self, namespace: str, app_id: str, initial_sync_wait: float) -> bool:
-        """The resolver's entry point: a full mirror is ready for every app once the first list loaded
-        (waiting at most what is left of ``initial_sync_wait`` since this reader started)."""
+    def would_wait(self, namespace: str, app_id: str, initial_sync_wait: float) -> bool:
+        """Only before the first list, and only while ``initial_sync_wait`` since start is not spent:
+        the wait is the reader's, not each resolve's, so once it expired resolves fall back at once."""
         del namespace, app_id  # every app is in a full mirror
-        return self.synced or self.wait_synced(initial_sync_wait - (time.monotonic() - self.started_at))
+        return not self.synced and initial_sync_wait - (time.monotonic() - self.started_at) > 0
+
+    def ready_for(self, namespace: str, app_id: str, initial_sync_wait: float,
+                  stop: threading.Event | None = None) -> bool:
+        """A full mirror is ready for every app once the first list loaded (waiting at most what is
+        left of ``initial_sync_wait`` since this reader started)."""
+        del namespace, app_id  # every app is in a full mirror
+        return self.synced or self._wait_synced_until(self.started_at + initial_sync_wait, stop)
 
     # -- the scope's part of the loop -----------------------------------------------------
 

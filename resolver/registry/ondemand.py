@@ -48,7 +48,7 @@ from resolver.etcd.watch import DELETE, WatchEvent
 from resolver.observability import metrics
 from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
 from resolver.records.schema import RegistryIdentity
-from resolver.registry.cache import AppKey
+from resolver.registry.entries import AppKey
 from resolver.registry.history_id import read_identity
 from resolver.registry.supervised import SupervisedReader
 
@@ -105,9 +105,22 @@ class OnDemandReader(SupervisedReader):
         followed = self._apps.get((namespace, app_id))
         return followed is not None and followed.ready.is_set()
 
-    def ready_for(self, namespace: str, app_id: str, initial_sync_wait: float) -> bool:
-        """The resolver's entry point: follow the app, waiting at most ``initial_sync_wait``."""
-        return self.follow(namespace, app_id, initial_sync_wait)
+    def would_wait(self, namespace: str, app_id: str, initial_sync_wait: float) -> bool:
+        """Until the app's records are in the cache. Unlike the full mirror's, the wait is per app — each
+        app is read when first asked about — so ``initial_sync_wait`` counts from that resolve, not from start."""
+        del initial_sync_wait
+        return not self.is_following(namespace, app_id)
+
+    def ready_for(self, namespace: str, app_id: str, initial_sync_wait: float,
+                  stop: threading.Event | None = None) -> bool:
+        """Follow the app, waiting at most ``initial_sync_wait`` from now for the first sync and then
+        for the app's first read; with ``stop`` set, the sync wait ends at once and nothing is read."""
+        if stop is None:
+            return self.follow(namespace, app_id, initial_sync_wait)
+        deadline = time.monotonic() + initial_sync_wait
+        if not self._wait_synced_until(deadline, stop) or stop.is_set():
+            return False
+        return self.follow(namespace, app_id, max(0.0, deadline - time.monotonic()))
 
     def follow(self, namespace: str, app_id: str, timeout: float) -> bool:
         """Make sure ``namespace/app_id`` is followed; True once its records are in the cache."""

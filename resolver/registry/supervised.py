@@ -31,11 +31,16 @@ from resolver.observability.throttle import Throttle
 from resolver.records.addresses import AddressPolicy
 from resolver.records.schema import Keys
 from resolver.registry.cache import RegistryCache
+from resolver.timing.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
-FAILURE_BACKOFF_MAX = 30.0
+FAILURE_BACKOFF = Backoff(first=1.0, cap=30.0, jitter=0.2)
+"""After an *unexpected* failure (a bug, a poisoned state): slower than etcd's retries, so a
+failure that repeats costs a re-read every 30 s at most, not a spin."""
+STOP_CHECK_SECONDS = 0.25
+"""How often a first-sync wait given a ``stop`` event looks at it."""
 
 
 class SupervisedReader:
@@ -119,10 +124,33 @@ class SupervisedReader:
         last = max(self._last_contact, watch.last_contact if watch is not None else 0.0)
         return max(0.0, time.monotonic() - last)
 
-    # -- what a scope implements ----------------------------------------------------------
+    def _wait_synced_until(self, deadline: float, stop: threading.Event | None) -> bool:
+        """Wait for the first sync until ``deadline`` (monotonic); True once synced.
 
-    def ready_for(self, namespace: str, app_id: str, initial_sync_wait: float) -> bool:
-        """Wait (bounded) until a resolve of ``namespace/app_id`` can be answered from the cache."""
+        With ``stop``, the wait is taken in short steps and ends as soon as ``stop`` is set: a
+        serve process shutting down must not keep resolves blocked for up to ``initialSyncWait``.
+        """
+        if stop is None:
+            return self.wait_synced(deadline - time.monotonic())
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.wait_synced(min(remaining, STOP_CHECK_SECONDS)):
+                break
+        return self.synced
+
+    # -- what a scope implements ----------------------------------------------------------
+    # Every caller (the resolver, hence the component, the CLI and the DNS bridge) asks these two
+    # questions and never which scope it holds: what "ready" means is the scope's business.
+
+    def would_wait(self, namespace: str, app_id: str, initial_sync_wait: float) -> bool:
+        """Would :meth:`ready_for` block now? False on the hot path, so that only a resolve that
+        really waits pays for a waiting slot (the component bounds them with ``maxSyncWaits``)."""
+        raise NotImplementedError
+
+    def ready_for(self, namespace: str, app_id: str, initial_sync_wait: float,
+                  stop: threading.Event | None = None) -> bool:
+        """Wait (bounded by ``initial_sync_wait``, and ended at once by ``stop``) until a resolve of
+        ``namespace/app_id`` can be answered from the cache; True if it can."""
         raise NotImplementedError
 
     def _connect(self) -> None:
@@ -154,7 +182,7 @@ class SupervisedReader:
                 self.connected = False
                 self._forget_position()
                 metrics.READER_FAILURES.inc()
-                delay = min(FAILURE_BACKOFF_MAX, 0.5 * 2 ** min(self._failures, 6)) * random.uniform(0.8, 1.2)
+                delay = FAILURE_BACKOFF.delay(self._failures)
                 if self._failure_log.allow():
                     log.error("registry reader %s failed unexpectedly (re-reading in %.1fs)%s", self.connection,
                               delay, self._failure_log.suppressed_note(), exc_info=True)

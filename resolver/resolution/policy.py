@@ -24,7 +24,7 @@ from typing import Protocol
 
 from resolver.config import PolicyName, Settings
 from resolver.config.settings import DEFAULT_WEIGHT
-from resolver.registry.cache import Snapshot
+from resolver.registry.entries import Snapshot
 
 MULTI_LIMIT = 1000
 """Longest ResolveIDMulti list; see :func:`spread` for the rounding when weights need more."""

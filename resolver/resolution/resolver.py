@@ -1,20 +1,27 @@
 """The resolve algorithm shared by the gRPC component, the CLI and the DNS bridge.
 
-``resolve`` = validate the request → wait (bounded) for the first registry sync → look up
-the app's endpoints → drop remote clusters if the registry is stale → let the app's policy
-choose candidates → pick, or fall back to the ``template`` name (or NOT_FOUND).
+``resolve`` = validate the request → wait (bounded) until the reader is ready for the app →
+look up the app's endpoints → drop remote clusters if the registry is stale → let the app's
+policy choose candidates → pick, or fall back to the ``template`` name (or NOT_FOUND).
+
+What "ready" means is the reader's business (:meth:`~resolver.registry.supervised.SupervisedReader.ready_for`:
+the full mirror's first list, or the on-demand scope's first read of the app), so no caller
+asks which scope it holds. A caller that must bound its waits itself (the component: slots,
+shutdown) asks :meth:`Resolver.would_wait` and waits through :meth:`Resolver.wait_until_ready`,
+and validates and falls back through this class too — never by repeating its checks.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 
 from resolver.config import Settings
 from resolver.errors import InvalidRequest, NotFound, ValidationError
 from resolver.records import names
-from resolver.registry.cache import Snapshot
+from resolver.registry.entries import Snapshot
 from resolver.registry.supervised import SupervisedReader
 from resolver.resolution.policy import Policy, PolicyBook, Selection, pick_one, spread
 
@@ -91,12 +98,28 @@ class Resolver:
             raise InvalidRequest(error.field, error.message) from None
         return Target(app_id, namespace)
 
+    def request(self, request_id: str, request_namespace: str, port: int) -> tuple[Target, int]:
+        """Validate a request once, in the order every answer reports errors: the port, then id and namespace."""
+        port = self._checked_port(port)
+        return self.target(request_id, request_namespace), port
+
+    # -- readiness ------------------------------------------------------------------------
+
+    def would_wait(self, target: Target) -> bool:
+        """Would resolving ``target`` now wait for the registry (first sync, or the app's first read)?"""
+        return self.reader.would_wait(target.namespace, target.app_id, self.settings.initial_sync_wait)
+
+    def wait_until_ready(self, target: Target, stop: threading.Event | None = None) -> bool:
+        """Wait (bounded by ``initialSyncWait``; ended at once by ``stop``) until ``target`` can be
+        answered from the registry; False means its resolve gets the fallback."""
+        return self.reader.ready_for(target.namespace, target.app_id, self.settings.initial_sync_wait, stop)
+
     # -- lookup ---------------------------------------------------------------------------
 
     def _endpoints(self, target: Target) -> tuple[Snapshot, bool]:
         """The app's endpoints, and whether they are the cache's own (memoizable) snapshot."""
         reader = self.reader
-        reader.ready_for(target.namespace, target.app_id, self.settings.initial_sync_wait)
+        self.wait_until_ready(target)
         endpoints = reader.cache.lookup(target.namespace, target.app_id)
         stale_after = self.settings.stale_after
         if stale_after and endpoints and reader.unreachable_for() > stale_after:
@@ -132,22 +155,25 @@ class Resolver:
         except ValidationError as error:
             raise InvalidRequest("port", error.message) from None
 
-    def _found(self, request_id: str, request_namespace: str, port: int) -> tuple[Candidates, int]:
-        """The validated port, and the candidates for a request (validated too)."""
-        port = self._checked_port(port)
-        return self.candidates(self.target(request_id, request_namespace)), port
-
     def resolve(self, request_id: str, request_namespace: str, port: int) -> tuple[str, Outcome, Policy]:
         """ResolveID: one address, and whether it came from the registry or the fallback."""
-        found, port = self._found(request_id, request_namespace, port)
-        if found.selection:
-            return pick_one(found.selection, self.rng), Outcome.REGISTRY, found.policy
-        return self.fallback(found.target, port), Outcome.FALLBACK, found.policy
+        return self.answer(*self.request(request_id, request_namespace, port))
 
     def resolve_multi(self, request_id: str, request_namespace: str, port: int,
                       ) -> tuple[list[str], Outcome, Policy]:
         """ResolveIDMulti: the weighted candidate list (see :func:`spread`), or the fallback."""
-        found, port = self._found(request_id, request_namespace, port)
+        return self.answer_multi(*self.request(request_id, request_namespace, port))
+
+    def answer(self, target: Target, port: int) -> tuple[str, Outcome, Policy]:
+        """:meth:`resolve` for a request already validated by :meth:`request`."""
+        found = self.candidates(target)
+        if found.selection:
+            return pick_one(found.selection, self.rng), Outcome.REGISTRY, found.policy
+        return self.fallback(target, port), Outcome.FALLBACK, found.policy
+
+    def answer_multi(self, target: Target, port: int) -> tuple[list[str], Outcome, Policy]:
+        """:meth:`resolve_multi` for a request already validated by :meth:`request`."""
+        found = self.candidates(target)
         if found.selection:
             return spread(found.selection, self.rng), Outcome.REGISTRY, found.policy
-        return [self.fallback(found.target, port)], Outcome.FALLBACK, found.policy
+        return [self.fallback(target, port)], Outcome.FALLBACK, found.policy

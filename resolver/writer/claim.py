@@ -11,12 +11,12 @@ identity (no leader election) simply retries its put.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
-from resolver.errors import RegistryUnavailable
+from resolver.errors import InvalidRecord, RegistryUnavailable
 from resolver.etcd.gateway import EtcdGateway
 from resolver.etcd.range_reads import get_with_meta
+from resolver.records.schema import IdentityClaim
 
 ClaimCheck = Callable[[], BaseException | None]
 """Returns an error when this writer must not touch the cluster (another identity holds it)."""
@@ -25,13 +25,17 @@ CLAIM_ATTEMPTS = 5
 
 
 def holder(raw: bytes | None) -> str:
-    """The ``clusterUid`` a value names ("" for none: absent, a previous release, or unreadable)."""
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
+    """The ``clusterUid`` a value names ("" for none: absent, a previous release, or unreadable).
+
+    Decoded by the schema's :class:`~resolver.records.schema.IdentityClaim`, as the publisher's
+    conflict check reads it: the write guard and the read guard must agree on who holds a name.
+    """
+    if not raw:
         return ""
-    uid = value.get("clusterUid") if isinstance(value, dict) else None
-    return uid if isinstance(uid, str) else ""
+    try:
+        return IdentityClaim.from_json(raw).cluster_uid
+    except InvalidRecord:
+        return ""
 
 
 def claim_key(gateway: EtcdGateway, key: str, value: bytes, uid: str, lease: Callable[[], int],

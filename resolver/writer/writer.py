@@ -20,7 +20,8 @@ one thread makes it so:
   missing, different or on a lease that is not ours (a record deleted by hand, by a second
   publisher, by a restore comes back within one interval);
 * a record etcd refuses as too large is isolated by splitting the transaction, skipped,
-  counted and reported — the rest is written (one bad entry never freezes a publication);
+  counted and reported — the rest is written (one bad entry never freezes a publication;
+  how a change set gets into etcd is :mod:`resolver.writer.commit`);
 * as a cluster's publisher (``info`` given) it keeps its predecessor's leases alive until its
   own first sync is written (:meth:`LeasePool.adopt`), and writes the heartbeat and
   ``lastseen`` keys (:mod:`resolver.writer.presence`).
@@ -32,24 +33,23 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from resolver.errors import LeaseNotFound, RegistryError
 from resolver.etcd.gateway import EtcdGateway
 from resolver.etcd.leases import KEYS_PER_LEASE, LeasePool
-from resolver.etcd.range_reads import get_with_meta, record_leases, same_record, too_large
+from resolver.etcd.range_reads import get_with_meta, record_leases, same_record
 from resolver.etcd.retry import attempt_log_level, retry_until_stopped
 from resolver.observability import metrics
-from resolver.records.schema import MAX_RECORD_BYTES, ClusterInfo, EndpointRecord, Keys
+from resolver.records.schema import ClusterInfo, EndpointRecord, Keys
 from resolver.writer.claim import ClaimCheck, claim_key, holder
+from resolver.writer.commit import Committer, Put, Source
 from resolver.writer.presence import ClusterPresence
 
 log = logging.getLogger(__name__)
 
 INFO_MIN_INTERVAL = 5.0
 """The info key's endpoint count is refreshed at most this often (steady state = keep-alives only)."""
-COMMIT_CHUNK = 1024
-"""Puts per step of a large commit; leases are kept alive between steps."""
 VERIFY_INTERVAL = 30.0
 """How often etcd is compared with the desired state (a list of the cluster's own range)."""
 
@@ -89,7 +89,7 @@ class RegistryWriter:
         self._on_refused = on_refused
         self.refused: BaseException | None = None
         self._adopting = owns_range and info is not None
-        self._oversize: dict[str, EndpointRecord] = {}
+        self._committer = Committer(gateway, self.leases, cluster)
         self._thread = threading.Thread(target=self._run, name=f"registry-writer {cluster}", daemon=True)
         self._retrying = retry_until_stopped(self._stop, self._log_retry)
 
@@ -288,7 +288,7 @@ class RegistryWriter:
                     found[key] = (value, lease)
         puts: list[tuple[str, bytes, int]] = []
         for key, record in desired.items():
-            if key in pending or self._oversize.get(key) == record:
+            if key in pending or self._committer.is_oversize(key, record):
                 continue
             have = found.get(key)
             if have is None or have[1] != self.leases.lease_of(key) or not same_record(have[0], record):
@@ -339,70 +339,23 @@ class RegistryWriter:
             log.info("cluster %s synced: %d records in etcd (%d written, %d deleted)",
                      self.cluster, len(desired), len(puts), len(deletes))
 
-    def _commit(self, puts: Sequence[tuple[str, bytes, int | None]], deletes: list[str],
-                source: Mapping[str, EndpointRecord | None]) -> None:
-        puts = [put for put in puts if not self._refuse_oversize(put, source)]
-        if not puts and not deletes:
+    def _commit(self, puts: Sequence[Put], deletes: list[str], source: Source) -> None:
+        """Write a change set (see :mod:`resolver.writer.commit`) and remember what etcd now holds of ours."""
+        done = self._committer.commit(puts, deletes, source)
+        if done is None:
             return
-        written: list[tuple[str, bytes, int | None]] = []
-        lost: set[str] = set()
-        for start in range(0, max(len(puts), 1), COMMIT_CHUNK):
-            part, part_deletes = puts[start : start + COMMIT_CHUNK], deletes if start == 0 else []
-            try:
-                self.gateway.apply(part, part_deletes)
-            except RegistryError as error:
-                if not too_large(error):
-                    raise
-                self.gateway.apply([], part_deletes)
-                part = self._apply_split(part, source)
-            written += part
-            # A 100k-record write takes longer than a short TTL: keep our (and a predecessor's) leases alive.
-            for keys in self.leases.keepalive(only_due=True):
-                lost |= keys
-        puts = written
-        for key, _, _ in puts:
+        for key, _, _ in done.puts:
             record = source[key]
             assert record is not None
             self._written[key] = record
         for key in deletes:
             self._written.pop(key, None)
             self.leases.release(key)
-        metrics.PUBLISHER_WRITES.labels("put").inc(len(puts))
+        metrics.PUBLISHER_WRITES.labels("put").inc(len(done.puts))
         metrics.PUBLISHER_WRITES.labels("delete").inc(len(deletes))
-        log.debug("cluster %s: wrote %d, deleted %d", self.cluster, len(puts), len(deletes))
-        if lost:
-            self._requeue(lost)
-
-    def _refuse_oversize(self, put: tuple[str, bytes, int | None], source: Mapping[str, EndpointRecord | None],
-                         why: str = "") -> bool:
-        key, value, _ = put
-        record = source[key]
-        assert record is not None
-        known = self._oversize.get(key) == record
-        if not why and not known and len(value) <= MAX_RECORD_BYTES:
-            return False
-        if not known:
-            self._oversize[key] = record
-            metrics.PUBLISHER_OVERSIZE.inc()
-            log.error("cluster %s: record %s skipped: %s (%d bytes); the other records are written", self.cluster,
-                      key, why or f"larger than the registry's {MAX_RECORD_BYTES}-byte record limit", len(value))
-        self.leases.release(key)
-        return True
-
-    def _apply_split(self, puts: list[tuple[str, bytes, int | None]],
-                     source: Mapping[str, EndpointRecord | None]) -> list[tuple[str, bytes, int | None]]:
-        """Bisect a transaction etcd refused for size until the offending records are isolated."""
-        try:
-            self.gateway.apply(puts, [])
-            return puts
-        except RegistryError as error:
-            if not too_large(error):
-                raise
-            if len(puts) == 1:
-                self._refuse_oversize(puts[0], source, f"etcd refuses it ({error})")
-                return []
-        middle = len(puts) // 2
-        return self._apply_split(puts[:middle], source) + self._apply_split(puts[middle:], source)
+        log.debug("cluster %s: wrote %d, deleted %d", self.cluster, len(done.puts), len(deletes))
+        if done.lost:
+            self._requeue(done.lost)
 
     def _write_info(self) -> None:
         if self._member is not None and not self._member_written:
