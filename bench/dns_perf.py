@@ -9,7 +9,7 @@ One run, the same flags for every server (``dnsperf -c 4 -q 100 -l 10``, no rate
 all answering ``app000 … app199.default.dapr.internal A`` from one query file. Reports
 queries/s, average and maximum latency, lost queries, each server's CPU time per answered
 query (from /proc, so it holds up better than the rate on a machine shared with other work),
-and both relative to Knot. Goals (issue 12): bridge with cache ≥ 0.5× Knot; lost ≤ 0.1 % for every server.
+and both relative to Knot. Goals: bridge with cache ≥ 0.5× Knot; lost ≤ 0.1 % for every server.
 Needs ``dnsperf`` and ``knotd`` (scripts/install-test-deps.sh). Takes about 40 s.
 
     python bench/dns_perf.py [--seconds 10]

@@ -1,4 +1,4 @@
-"""Inventory benchmarks (issue 10 §6): parse cost, change → etcd latency, and restart without a gap.
+"""Inventory benchmarks: parse cost, change → etcd latency, and restart without a gap.
 
 1. ``parse``: N entries (default 100,000) as JSON and as YAML (libyaml's C loader, and the
    pure-Python loader on a tenth of them), each parsed *and validated* exactly as the file

@@ -3,8 +3,8 @@ never a crash, a hang, an UNKNOWN/INTERNAL status, or a record outside its clust
 
 Examples per target (the README's Reliability section quotes these): requests through the
 socket 300, request parsing in-process 3,000, Init configuration in-process 2,000 and through
-the socket 200, registry records 3,000, inventory files 1,000, pods 300 (tests/test_pods.py),
-DNS packets 1,500 + names 500 (tests/test_dns.py).
+the socket 200, registry records 3,000, inventory files 1,000, pods 300 (tests/publisher/test_pods.py),
+DNS packets 1,500 + names 500 (tests/dns/test_dns.py).
 """
 
 from __future__ import annotations

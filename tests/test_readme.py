@@ -35,7 +35,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert any(line.startswith("{ " + tests + "; }") for line in ci), f".ci/run does not run: {tests}"
 
 
-# -- the documentation that ships: links and help texts (its JSON Schemas: tests/test_schema.py) ----------------
+# -- the documentation that ships: links and help texts (its JSON Schemas: tests/registry/test_schema.py) --------------
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _LINK = re.compile(r"\]\(([\w./-]+)(?:#[^)]*)?\)")

@@ -1,4 +1,4 @@
-"""Configuration: one set of camelCase keys, parsed and validated in one place (DESIGN §2)."""
+"""Configuration: one set of camelCase keys, parsed and validated in one place (docs/configuration.md)."""
 
 from resolver.config.settings import (
     DEFAULT_SETTINGS,

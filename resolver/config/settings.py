@@ -76,7 +76,7 @@ class ServeLimits:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every configuration key (DESIGN §2). Field metadata holds the key, its parser and its doc."""
+    """Every configuration key (docs/configuration.md). Field metadata holds the key, its parser and its doc."""
 
     etcd_endpoints: tuple[EtcdEndpoint, ...] = field(
         default=(EtcdEndpoint("127.0.0.1", 2379),),

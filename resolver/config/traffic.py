@@ -1,6 +1,7 @@
 """The traffic-policy keys (``policy``, ``clusterWeights``, ``failoverOrder``, ``policies``): types and parsers.
 
-These four keys say how cross-cluster traffic is spread (DESIGN §5) and are read together by
+These four keys say how cross-cluster traffic is spread (README "Cross-cluster traffic
+policies") and are read together by
 :mod:`resolver.resolution.policy`; ``policies`` nests the other three per app, so their parsers
 call each other. The generic parsers they build on (strings, lists, the strict JSON of a
 ``policies`` string) are :mod:`.values`'; the same contract holds: a typed value or a
@@ -30,7 +31,7 @@ MAX_WEIGHT = 1_000_000
 
 
 class PolicyName(StrEnum):
-    """Cross-cluster traffic policies (DESIGN §5)."""
+    """Cross-cluster traffic policies (README "Cross-cluster traffic policies")."""
 
     LOCALITY = "Locality"
     FAILOVER = "FailOver"

@@ -3,7 +3,7 @@
 Why not python3-etcd3's ``refresh_lease``: it opens a stream per refresh, sends one request
 and half-closes. etcd answers that, but ``etcd grpc-proxy`` cancels the upstream stream as
 soon as the client half-closes, so every refresh through the proxy fails with ``UNKNOWN
-context canceled`` and a cluster's records expire one TTL after start (issue 16 §3). Here the
+context canceled`` and a cluster's records expire one TTL after start. Here the
 stream stays open: requests go in through a queue, a reader thread collects the answers, and
 a refresh waits for the answers of the leases it asked about — for at most the etcd timeout.
 A refresh that gets no answer in time, or a stream that breaks, closes the stream

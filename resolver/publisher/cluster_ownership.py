@@ -1,4 +1,4 @@
-"""Cluster identity: one cluster name, one owner (issue 16 §4).
+"""Cluster identity: one cluster name, one owner (README "The publisher", "One cluster name, one owner").
 
 Every publisher carries a *cluster identity* (``clusterUid``), written into the cluster's
 ``info`` and leader keys. Two publishers claiming one cluster name — a copy-pasted overlay, a

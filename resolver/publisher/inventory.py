@@ -4,7 +4,7 @@ An inventory is a list of entries, or ``{endpoints: [...]}``::
 
     - {appId: billing, namespace: default, instance: vm-billing-1, address: 192.168.7.10, port: 50002, zone: z1}
 
-Why so strict (issue 10 §4–5, issue 13):
+Why so strict (each rule answers a failure seen in the field or in a fuzzer; docs/operations.md):
 
 * *What counts as "empty"*. An empty or comment-only file, ``~``, ``{}`` or ``endpoints:``
   with nothing after it is what a truncate-then-write editor, a half-copied ConfigMap or a

@@ -1,4 +1,4 @@
-"""From a Kubernetes pod (raw API JSON) to the endpoint record it publishes — DESIGN §4, exactly.
+"""From a Kubernetes pod (raw API JSON) to the endpoint record it publishes (README "The publisher").
 
 * selected server-side by the label ``dapr.io/sidecar-injected=true`` (Dapr's injector sets it);
 * app id: label ``dapr.io/app-id``, else the annotation of the same name;

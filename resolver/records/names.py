@@ -1,4 +1,4 @@
-"""Validation of the names that become etcd key segments (DESIGN §3).
+"""Validation of the names that become etcd key segments (docs/registry-schema.md).
 
 Every segment is validated before any read or write, so nothing from a request, a pod or an
 inventory file can escape its prefix: the allowed alphabets contain no ``/``, and app ids

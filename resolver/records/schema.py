@@ -1,4 +1,4 @@
-"""The registry's etcd key schema and record formats (DESIGN §3) — a stable, public API.
+"""The registry's etcd key schema and record formats (docs/registry-schema.md) — a stable, public API.
 
 Keys::
 

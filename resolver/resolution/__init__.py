@@ -1,1 +1,4 @@
-"""Turning an app id into an address: traffic policies and the resolve algorithm (DESIGN §5)."""
+"""Turning an app id into an address: traffic policies and the resolve algorithm.
+
+The policies are described for users in README "Cross-cluster traffic policies".
+"""

@@ -1,7 +1,7 @@
 """Cross-cluster traffic policies: which clusters' endpoints are candidates, and how much each weighs.
 
 The one interface is :class:`Policy` — ``select(endpoints, caller_cluster) -> Selection`` —
-with three implementations (DESIGN §5):
+with three implementations (README "Cross-cluster traffic policies"):
 
 * :class:`Locality` — only the caller's cluster; none → fallback.
 * :class:`FailOver` — the caller's cluster if it has endpoints; else the first cluster of

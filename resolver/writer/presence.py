@@ -3,7 +3,7 @@
 * ``{prefix}/clusters/{cluster}/heartbeat`` — put every TTL/3 on the publisher's own lease.
   Lease keep-alive is not covered by etcd's key RBAC (any credential can keep any lease
   alive), but a *put* inside ``clusters/{cluster}/`` is: readers withdraw a cluster whose
-  heartbeat stops advancing, so liveness cannot be faked by a foreign credential (issue 10 §7).
+  heartbeat stops advancing, so liveness cannot be faked by a foreign credential.
 * ``{prefix}/clusters/{cluster}/lastseen`` — lease-less, rewritten at most every
   :data:`LASTSEEN_INTERVAL`, so ``status`` can say when a vanished cluster was last alive.
 * ``{prefix}/clusters/{cluster}/conflict/{clusterUid}`` — written on a short lease by a

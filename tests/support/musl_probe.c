@@ -1,6 +1,6 @@
 /*
  * getaddrinfo through musl's stub resolver (what Alpine-based containers use), for
- * tests/test_dns_netns.py. Built by the test with `musl-gcc -static`; never committed as a binary.
+ * tests/dns/test_dns_netns.py. Built by the test with `musl-gcc -static`; never committed as a binary.
  *
  * Usage: musl_probe NAME...
  * Prints one line per name: "NAME OK ADDR..." (addresses in the order returned) or

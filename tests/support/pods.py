@@ -42,11 +42,13 @@ class Pod:
                               "-timeout", f"{deadline}s"], timeout=count * deadline + 60)
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
-    def start_invoker(self, target: str, out: Path, mode: str = "http", interval: float = 0.0) -> None:
-        """Invocations in a loop until :meth:`stop_invokers`, appended to ``out`` as JSON lines."""
+    def start_invoker(self, target: str, out: Path, mode: str = "http", interval: float = 0.0,
+                      deadline: float = 5.0) -> None:
+        """Invocations in a loop until :meth:`stop_invokers`, appended to ``out`` as JSON lines;
+        ``deadline`` is the caller app's own per-call deadline."""
         self.invokers.append(self.space.start(
             [str(peer("invoker")), "-mode", mode, "-target", target, "-out", str(out),
-             "-interval", f"{interval}s"], "invoker.log"))
+             "-interval", f"{interval}s", "-timeout", f"{deadline}s"], "invoker.log"))
 
     def stop_invokers(self) -> None:
         for process in self.invokers:

@@ -1,4 +1,4 @@
-"""The real-daprd scenarios, measured in invocations: shared by tests/test_invocation.py (which
+"""The real-daprd scenarios, measured in invocations: shared by tests/invocation/test_invocation.py (which
 asserts the goals) and bench/invocation.py (which reports the numbers for the README).
 
 Each scenario adds the pods it needs to a running :class:`~tests.support.clusters.Topology`,
@@ -73,12 +73,12 @@ def pods(*made: Pod) -> Iterator[None]:
 
 
 def start_callers(cluster: Cluster, target: str, count: int, work: Path, interval: float = 0.05,
-                  mode: str = "http") -> Callers:
+                  mode: str = "http", deadline: float = 5.0) -> Callers:
     made = [cluster.add_pod("caller", serve=False, publish=False) for _ in range(count)]
     cluster.wait_running(made)
     outputs = [work / f"{pod.name}-{target}.jsonl" for pod in made]
     for pod, out in zip(made, outputs, strict=True):
-        pod.start_invoker(target, out, mode=mode, interval=interval)
+        pod.start_invoker(target, out, mode=mode, interval=interval, deadline=deadline)
     return Callers(made, outputs)
 
 
@@ -115,7 +115,7 @@ class FailoverResult:
 
 
 def failover(topology: Topology, work: Path, app: str = "orders", callers: int = 2,
-             grace: float = 5.0, mode: str = "http") -> FailoverResult:
+             grace: float = 5.0, mode: str = "http", deadline: float = 5.0) -> FailoverResult:
     """FailOver: the app scaled to zero in the callers' cluster (record removed, the pod ending
     ``grace`` seconds later, as a terminating pod does), then back."""
     one, two = topology.cluster(1), topology.cluster(2)
@@ -123,7 +123,7 @@ def failover(topology: Topology, work: Path, app: str = "orders", callers: int =
     one.wait_running([local])
     two.wait_running([remote])
     topology.wait_answer(one, app, [local.address])
-    group = start_callers(one, app, callers, work, mode=mode)
+    group = start_callers(one, app, callers, work, mode=mode, deadline=deadline)
     back: Pod | None = None
     try:
         group.wait_settled(on(one.name), 0, 60, "every caller on the local instance")

@@ -35,6 +35,8 @@ BRIDGE_SETTINGS = {"policies": json.dumps(WEIGHTED), "clusterCIDRs": "cluster-1=
 # reaches every caller within ~25-30 s. The bounds below add room for a loaded machine; the
 # measured values are in the README.
 CACHE_BOUND = 45.0
+# A caller app's deadline longer than daprd's 20 s cache of an answer (see the failover test).
+CALLER_DEADLINE = 25.0
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +122,21 @@ def test_failover_costs_at_most_one_failed_invocation_per_caller_and_fails_back(
     """The app scaled to zero in the callers' cluster: its record leaves the registry, the pod
     ends 5 s later (its termination grace), and each caller's daprd, whose cached answer still
     names it, fails once, drops the answer and resolves the other cluster. Then a new local
-    instance: every caller is back within daprd's and CoreDNS's cache periods."""
-    result = scenarios.failover(any_topology, work, callers=2, grace=5.0)
+    instance: every caller is back within daprd's and CoreDNS's cache periods.
+
+    The callers' own deadline is longer than daprd's 20 s cache: a call to the vanished address
+    hangs (nothing refuses it), and daprd drops its cached answer only on ``Unavailable`` — a
+    call in flight when the pod ended gets that, a new one does not. A caller that gives up
+    sooner (5 s) therefore fails once per deadline until the cache entry expires when no call
+    was in flight at the end (1–5 failures, measured and documented in docs/dns.md)."""
+    result = scenarios.failover(any_topology, work, callers=2, grace=5.0, deadline=CALLER_DEADLINE)
     print("failover:", result)
     assert all(count <= 1 for count in result.failed), result
-    assert all(seconds <= CACHE_BOUND for seconds in result.to_remote), result
-    # Failback measured 19 s in every benchmark run; once, under the full suite's load on daprd
-    # v1.16.5, 59 s (three cache periods: not explained yet, see the CHANGELOG). The bound
-    # guards against a caller that never comes back, not the 30 s goal the benchmark reports.
+    # the one failed call lasts up to the caller's deadline; then the next one succeeds remotely
+    assert all(seconds <= CALLER_DEADLINE + 15 for seconds in result.to_remote), result
+    # Failback measured 19 s in most benchmark runs; under load, 39 s and once 59 s (two and
+    # three cache periods: see the CHANGELOG). The bound guards against a caller that never
+    # comes back, not the 30 s goal the benchmark reports.
     assert all(seconds <= 90 for seconds in result.failback), result
 
 

@@ -30,7 +30,7 @@ def _records(count: int) -> list[EndpointRecord]:
 
 def test_a_transaction_etcd_refuses_for_size_is_split_and_only_the_bad_record_skipped(
         tmp_path: Path, prefix: str) -> None:
-    """Issue 10 §5: one oversized entry made etcd refuse every transaction, retried forever."""
+    """One oversized entry made etcd refuse every transaction, retried forever."""
     with LocalEtcd(tmp_path / "etcd", extra_args=("--max-request-bytes=3000",)) as small:
         gateway = EtcdGateway(make_settings(small.endpoint, prefix).etcd)
         keys = Keys(prefix)

@@ -118,7 +118,7 @@ class Gaps:
 def test_publisher_through_etcd_grpc_proxy_keeps_every_record_for_30s(
         kube: FakeKubeApi, publisher: Start, grpc_proxy: GrpcProxy, gateway: EtcdGateway, keys: Keys,
         prefix: str) -> None:
-    """Issue 16 §3: keep-alives through the proxy (python3-etcd3's fail: records expire one TTL after start)."""
+    """Keep-alives through the proxy (python3-etcd3's fail: records expire one TTL after start)."""
     for i in range(10):
         kube.put_pod(make_pod(f"orders-{i}", ip=f"10.0.0.{i + 1}"))
     losses = _metric("dapr_nr_publisher_lease_losses_total")
@@ -137,7 +137,7 @@ def test_publisher_through_etcd_grpc_proxy_keeps_every_record_for_30s(
 
 def test_a_restart_keeps_the_predecessors_leases_alive_until_its_own_first_sync(
         kube: FakeKubeApi, publisher: Start, gateway: EtcdGateway, keys: Keys) -> None:
-    """Issue 10 §6: the new process takes longer than a TTL to list, yet no record ever goes missing."""
+    """The new process takes longer than a TTL to list, yet no record ever goes missing."""
     for i in range(20):
         kube.put_pod(make_pod(f"orders-{i}", ip=f"10.0.0.{i + 1}"))
     first = publisher(lease_ttl=3.0)

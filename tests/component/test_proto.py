@@ -1,4 +1,4 @@
-"""The committed stubs match proto/, and the proto matches the wire contract of DESIGN §1."""
+"""The committed stubs match proto/, and the proto matches the wire contract of docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from resolver._proto import common_pb2, nameresolution_pb2
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Pod → endpoint record, exactly as DESIGN §4 says; bad pods are skipped with a reason, never raised."""
+"""Pod → endpoint record, exactly as README "The publisher" says; bad pods are skipped with a reason, never raised."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import yaml
 
 from resolver.demo.processes import wait_until
 from resolver.local_etcd import LocalEtcd, free_port
-from tests.test_deploy_overlays import config_file, container, env, one, overlay
+from tests.deploy.test_deploy_overlays import config_file, container, env, one, overlay
 
 Obj = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""Hostile DNS clients cost themselves, not everyone (issue 11 items 5–6, issue 12 "Bad input").
+"""Hostile DNS clients cost themselves, not everyone (docs/dns.md "Limits").
 
 TCP clients that pipeline queries and never read, that stall mid-length-prefix, that idle,
 that exceed the connection cap; a flood of unique random names inside the zone. Each test

@@ -1,4 +1,4 @@
-"""The Kubernetes side's own failures (issue 16, issue 13): a silent watch, an unreachable API
+"""The Kubernetes side's own failures: a silent watch, an unreachable API
 server, a kubeconfig that is not YAML — real kubernetes client, the fake API server, real etcd."""
 
 from __future__ import annotations

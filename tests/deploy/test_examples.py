@@ -23,7 +23,7 @@ import pytest
 from resolver.demo.processes import wait_until
 from resolver.local_etcd import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 INVOKE = """
 import json, sys

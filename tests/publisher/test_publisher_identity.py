@@ -1,4 +1,4 @@
-"""One cluster name, one owner (issue 16 §4): real etcd, real publishers, the fake API server."""
+"""One cluster name, one owner: real etcd, real publishers, the fake API server."""
 
 from __future__ import annotations
 

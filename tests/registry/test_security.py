@@ -211,11 +211,11 @@ def test_gen_certs_and_etcd_rbac_bootstrap_a_working_tls_and_auth_etcd(tmp_path:
     """Follow the documented path: gen_certs.py, etcd with --client-cert-auth, etcd-rbac --apply (which
     also runs registry init and auth enable); then a publisher and a read-only resolver work by CN."""
     tls = tmp_path / "tls"
-    made = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "scripts" / "gen_certs.py"),
+    made = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "gen_certs.py"),
                            "--out", str(tls), "--root", "--resolver", "--cluster", "cluster-1", "--cluster",
                            "cluster-2"], capture_output=True, text=True, timeout=60, check=False)
     assert made.returncode == 0, made.stderr
-    again = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "scripts" / "gen_certs.py"),
+    again = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "gen_certs.py"),
                             "--out", str(tls), "--root"], capture_output=True, text=True, timeout=60, check=False)
     assert again.returncode == 1 and "--force" in again.stderr  # never replaces what exists
     etcd = LocalEtcd(tmp_path / "etcd", tls=EtcdTls(tls / "ca.crt", tls / "etcd-server.crt", tls / "etcd-server.key",

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy/coredns/merge_corefile.py"
 _spec = importlib.util.spec_from_file_location("merge_corefile", SCRIPT)
 assert _spec is not None and _spec.loader is not None

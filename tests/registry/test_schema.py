@@ -36,7 +36,7 @@ from resolver.writer.claim import holder
 from tests.conftest import eventually
 
 KEYS = Keys("/dapr/nr/v1")
-SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schema"
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schema"
 
 
 def test_key_layout_is_cluster_first_and_ranges_end_in_slash() -> None:

@@ -31,7 +31,7 @@ from resolver.config import Layer, load_settings
 from resolver.config.settings import KEYS
 from resolver.publisher.file_source import parse_inventory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.32"
 
 

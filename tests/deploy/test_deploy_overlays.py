@@ -23,7 +23,7 @@ from resolver.cli.main import build_parser
 from resolver.config import Layer, load_settings
 from resolver.config.settings import KEYS, env_layer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLUSTERS = ["cluster-1", "cluster-2"]
 PUBLISHER_SECRET, READER_SECRET = "etcd-publisher-tls", "etcd-reader-tls"
 

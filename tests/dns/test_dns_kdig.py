@@ -1,6 +1,6 @@
 """The DNS bridge against resolvers nobody on this project wrote: Knot's ``kdig``/``knsupdate`` and BIND's ``dig``.
 
-Every case of issue 12: case-insensitive names (A, AAAA, SRV, instance names), SRV targets
+Every protocol case docs/dns.md promises: case-insensitive names (A, AAAA, SRV, instance names), SRV targets
 that are names, RFC 8020 existence (NODATA for other types, empty non-terminals, TXT), the
 protocol details (CD, DO, EDNS version, AXFR/IXFR, UPDATE, apex NS with an address) and
 truncation with UDP/EDNS/TCP.

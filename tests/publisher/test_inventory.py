@@ -1,4 +1,4 @@
-"""Inventory safety (issue 10 §4–5, issue 13): parsing rules, and the file source on real etcd."""
+"""Inventory safety: parsing rules, and the file source on real etcd."""
 
 from __future__ import annotations
 

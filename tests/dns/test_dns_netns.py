@@ -108,7 +108,7 @@ def musl(space: NetNs, probe: Path, *names: str) -> dict[str, list[str] | str]:
 @pytest.fixture(scope="module")
 def musl_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("musl") / "musl_probe"
-    source = Path(__file__).parent / "support" / "musl_probe.c"
+    source = Path(__file__).parents[1] / "support" / "musl_probe.c"
     subprocess.run(["musl-gcc", "-static", "-O2", "-o", str(out), str(source)], check=True, timeout=120)
     return out
 
