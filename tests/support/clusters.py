@@ -87,7 +87,12 @@ class Cluster:
     # --- set-up ---------------------------------------------------------------------------
     def start(self, bridge_settings: dict[str, str]) -> None:
         topology = self.topology
-        ip(topology.router, "link", "add", f"br{self.index}", "type", "bridge")
+        # A fixed MAC: a Linux bridge otherwise takes the lowest MAC of its ports, so every pod
+        # added or removed could change the gateway's MAC under everyone's ARP entries and stall
+        # all traffic through it (publishers and bridges to etcd, calls between the clusters)
+        # for the seconds neighbour re-resolution takes: leases expired and calls hung with it.
+        ip(topology.router, "link", "add", f"br{self.index}", "address", f"02:00:00:00:{self.index:02x}:01",
+           "type", "bridge")
         ip(topology.router, "addr", "add", f"{self.gateway}/16", "dev", f"br{self.index}")
         ip(topology.router, "link", "set", f"br{self.index}", "up")
         self._write_inventory()
