@@ -177,14 +177,15 @@ class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
     @_answer("ResolveID")
     def ResolveID(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
                   context: grpc.ServicerContext) -> nameresolution_pb2.ResolveResponse:
-        address = self._measured(context, request,
-                                 Resolver.answer, str)
+        address = self._measured(context, request, lambda resolver, target, port: resolver.answer(target, port), str)
         return nameresolution_pb2.ResolveResponse(address=address)
 
     @_answer("ResolveIDMulti")
     def ResolveIDMulti(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> nameresolution_pb2.ResolveMultiResponse:
-        addresses = self._measured(context, request, Resolver.answer_multi, lambda address: [address])
+        addresses = self._measured(context, request,
+                                   lambda resolver, target, port: resolver.answer_multi(target, port),
+                                   lambda address: [address])
         return nameresolution_pb2.ResolveMultiResponse(addresses=addresses)
 
     @_answer("Close")

@@ -321,7 +321,7 @@ class EtcdGateway:
         checks the permissions of *every* operation of both branches first: a read-only user gets
         PERMISSION_DENIED, bad credentials fail authentication, an existing value stays untouched.
         """
-        self.call("write permission check", lambda c: c.transaction(
+        self.call("self-registration check", lambda c: c.transaction(
             compare=[c.transactions.version(key) < 0], success=[c.transactions.put(key, value)], failure=[]), key)
 
     def grant(self, ttl: int) -> int:

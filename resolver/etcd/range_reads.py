@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from resolver.errors import RegistryError
+from resolver.errors import RegistryError, ValidationError
 from resolver.etcd.gateway import EtcdGateway
 from resolver.records.schema import EndpointRecord
+from resolver.records.strict import decode_object
 
 LEASE_PAGE = 20_000
 """Keys per page of a keys-only read (no values: 100k keys cost a few MB, not 30)."""
@@ -27,10 +28,8 @@ def same_record(raw: bytes, record: EndpointRecord) -> bool:
     """Does etcd's value say what ``record`` says (``updatedAt`` aside)? Policy-free on purpose:
     whether an address may be served is the reader's decision, not a reason to rewrite."""
     try:
-        found = json.loads(raw)
-    except ValueError:
-        return False
-    if not isinstance(found, dict):
+        found = decode_object(raw, "value")  # the readers' decoder: what they refuse is never "the same"
+    except ValidationError:
         return False
     found.pop("updatedAt", None)
     wanted = json.loads(record.to_json())

@@ -17,8 +17,9 @@ import tenacity
 from resolver.errors import RegistryError
 from resolver.timing.backoff import Backoff
 
-ETCD_BACKOFF = Backoff(first=0.2, cap=5.0, jitter=0.2)
-"""etcd restarts in seconds: retry soon, and never wait more than 5 s once it is back."""
+ETCD_BACKOFF = Backoff(first=0.2, cap=5.0, jitter=0.5)
+"""etcd restarts in seconds: retry soon, and never wait more than 5 s once it is back. Half of
+each wait is random, so a fleet that lost etcd together spreads its first retries too."""
 
 
 def attempt_log_level(attempt: int, loud: int = logging.WARNING) -> int:

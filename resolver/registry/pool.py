@@ -1,7 +1,7 @@
 """The one way a registry reader is built, and readers shared by connection.
 
-:func:`open_reader` is the only place a reader is constructed — the component's pool, the
-``resolve`` command and the DNS bridge all call it — so every reader applies what its
+:func:`open_reader` (and, for the component's pool, the same builder behind it) is the only
+place a reader is constructed — the ``resolve`` command and the DNS bridge call it — so every reader applies what its
 settings say about the addresses it may serve (``clusterCIDRs``, ``allowLoopback``) and the
 cache scope (``all`` or ``onDemand``). When each caller built its own, one drifted:
 ``resolve`` served records the component refuses, though it claims the component's code path.

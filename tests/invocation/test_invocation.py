@@ -140,6 +140,15 @@ def test_failover_costs_at_most_one_failed_invocation_per_caller_and_fails_back(
     assert all(seconds <= 90 for seconds in result.failback), result
 
 
+def test_a_termination_grace_longer_than_the_caches_costs_no_invocation(topology: Topology, work: Path) -> None:
+    """The pod keeps serving 30 s after its record leaves — longer than daprd's 20 s cache plus
+    CoreDNS's 5 s and the bridge's 5 s TTL — so every caller has re-resolved before it ends: no
+    failed invocation at all, with the callers' short deadline (docs/dns.md)."""
+    result = scenarios.failover(topology, work, callers=2, grace=30.0, deadline=5.0)
+    print("failover after a 30 s grace:", result)
+    assert result.failed == [0, 0], result
+
+
 def test_active_active_300_to_100_reaches_each_cluster_by_weight(any_topology: Topology, work: Path) -> None:
     """3 + 3 instances at 300:100: each answer holds 3 + 1 addresses and daprd picks one at random
     per invocation, so one caller's share of cluster-1 is 0.75 (within 0.05)."""
