@@ -101,6 +101,9 @@ def translate(error: BaseException, what: str, connection: EtcdConnection | None
         return error
     if isinstance(error, OSError):
         return RegistryError(f"etcd {what} failed: {error}")
+    if _closed_under_us(error):
+        return RegistryUnavailable(f"etcd {what} failed: the connection was reset by a failed request twice "
+                                   "in a row; retrying")
     recognised = isinstance(error, grpc.RpcError | etcd3.exceptions.Etcd3Exception) \
         or (isinstance(error, ValueError) and "failed node" in str(error))
     if not recognised:
@@ -117,6 +120,11 @@ def translate(error: BaseException, what: str, connection: EtcdConnection | None
     if isinstance(error, (*_UNAVAILABLE_EXCEPTIONS, ValueError)):
         return RegistryUnavailable(message)
     return RegistryError(message)
+
+
+def _closed_under_us(error: BaseException) -> bool:
+    """grpc's refusal to start a call on a channel another thread closed (never sent)."""
+    return isinstance(error, ValueError) and "closed channel" in str(error)
 
 
 def _needs_new_client(error: BaseException) -> bool:
@@ -199,15 +207,25 @@ class EtcdGateway:
         self.reset()
 
     def call(self, what: str, operation: Callable[[etcd3.MultiEndpointEtcd3Client], T], key: str = "") -> T:
-        """Run ``operation(client)``; every dependency error comes out as a RegistryError naming ``key``."""
-        client = self.client()
-        metrics.ETCD_REQUESTS.labels(what).inc()
-        try:
-            return operation(client)
-        except Exception as error:
-            if _needs_new_client(error):
-                self.reset()
-            raise translate(error, what, self.connection, key) from None
+        """Run ``operation(client)``; every dependency error comes out as a RegistryError naming ``key``.
+
+        Threads share the client, and one that sees etcd fail drops it (:meth:`reset`) while
+        another may be about to use it: gRPC then refuses the call before sending anything
+        ("closed channel"), so it is safe to run once more on a fresh client. Seen as an INTERNAL
+        error of a self-registering Init while the reader, on another thread, lost etcd.
+        """
+        for attempt in (1, 2):
+            client = self.client()
+            metrics.ETCD_REQUESTS.labels(what).inc()
+            try:
+                return operation(client)
+            except Exception as error:
+                if _closed_under_us(error) and attempt == 1:
+                    continue
+                if _needs_new_client(error):
+                    self.reset()
+                raise translate(error, what, self.connection, key) from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def stream_call(self) -> tuple[grpc.Channel, dict[str, Any]]:
         """A channel and the per-call auth arguments, for streams python3-etcd3 lacks or gets wrong."""
