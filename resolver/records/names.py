@@ -28,44 +28,35 @@ ENDPOINT_PATH = re.compile(
 _HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9]*[A-Za-z0-9])?")
 
 
-def check_app_id(value: str, field: str = "id") -> str:
-    """Return ``value`` if it is a valid Dapr app id, else raise naming ``field``."""
+def _check(value: str, field: str, valid: bool, what: str) -> str:
+    """The one shape of every name check: empty, or not ``valid``, is an error naming ``field``."""
     if not value:
         raise ValidationError(field, "must not be empty")
-    if len(value) > APP_ID_MAX or _APP_ID.fullmatch(value) is None:
-        raise ValidationError(
-            field,
-            f"{shown(value)} is not a valid app id (letters, digits, '-' and '_', "
-            f"starting and ending with a letter or digit, at most {APP_ID_MAX} characters)",
-        )
+    if not valid:
+        raise ValidationError(field, f"{shown(value)} is not {what}")
     return value
+
+
+def check_app_id(value: str, field: str = "id") -> str:
+    """Return ``value`` if it is a valid Dapr app id, else raise naming ``field``."""
+    return _check(value, field, len(value) <= APP_ID_MAX and _APP_ID.fullmatch(value) is not None,
+                  "a valid app id (letters, digits, '-' and '_', starting and ending with a letter or "
+                  f"digit, at most {APP_ID_MAX} characters)")
 
 
 def check_label(value: str, field: str) -> str:
     """Return ``value`` if it is a DNS-1123 label (namespaces, cluster names)."""
-    if not value:
-        raise ValidationError(field, "must not be empty")
-    if len(value) > LABEL_MAX or _LABEL.fullmatch(value) is None:
-        raise ValidationError(
-            field,
-            f"{shown(value)} is not a DNS-1123 label (lower-case letters, digits and '-', "
-            f"starting and ending with a letter or digit, at most {LABEL_MAX} characters)",
-        )
-    return value
+    return _check(value, field, len(value) <= LABEL_MAX and _LABEL.fullmatch(value) is not None,
+                  "a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter "
+                  f"or digit, at most {LABEL_MAX} characters)")
 
 
 def check_subdomain(value: str, field: str) -> str:
     """Return ``value`` if it is a DNS-1123 subdomain (instance names, e.g. pod names)."""
-    if not value:
-        raise ValidationError(field, "must not be empty")
-    if (len(value) > SUBDOMAIN_MAX or _SUBDOMAIN.fullmatch(value) is None
-            or any(len(label) > LABEL_MAX for label in value.split("."))):
-        raise ValidationError(
-            field,
-            f"{shown(value)} is not a DNS-1123 subdomain (lower-case labels of at most {LABEL_MAX} "
-            f"characters separated by '.', at most {SUBDOMAIN_MAX} characters)",
-        )
-    return value
+    valid = (len(value) <= SUBDOMAIN_MAX and _SUBDOMAIN.fullmatch(value) is not None
+             and all(len(label) <= LABEL_MAX for label in value.split(".")))
+    return _check(value, field, valid, f"a DNS-1123 subdomain (lower-case labels of at most {LABEL_MAX} "
+                  f"characters separated by '.', at most {SUBDOMAIN_MAX} characters)")
 
 
 def check_port(value: object, field: str = "port") -> int:

@@ -113,12 +113,12 @@ def test_leader_killed_with_a_standby_present(tmp_path: Path) -> None:
             return str(json.loads(raw)["identity"]) if raw else ""
 
         first = eventually(leader, 10, "a leader")
-        samples: list[bool] = []
+        samples: list[bool | None] = []
         stop = threading.Event()
 
         def watch_views() -> None:  # cluster-1's pods must stay resolvable throughout the failover
             while not stop.wait(0.05):
-                samples.append(world.converged())
+                samples.append(world.sample_converged())
 
         watcher = threading.Thread(target=watch_views, daemon=True)
         watcher.start()
@@ -127,7 +127,11 @@ def test_leader_killed_with_a_standby_present(tmp_path: Path) -> None:
         time.sleep(world.lease_ttl + 1)  # past the dead leader's record leases
         stop.set()
         watcher.join()
-        assert samples and all(samples), f"{samples.count(False)} of {len(samples)} samples not converged"
+        taken = [sample for sample in samples if sample is not None]
+        # Samples the test could not take (its own etcd read failed on a starved machine) are left
+        # out; most must have been taken, and every one taken must be converged.
+        assert len(taken) >= len(samples) / 2, f"only {len(taken)} of {len(samples)} samples taken"
+        assert all(taken), f"{taken.count(False)} of {len(taken)} samples not converged"
         world.churn(10, clusters=("cluster-1",))
         report(world, "publisher leader SIGKILL with a standby (no gap)", world.wait_converged(30))
         assert world.failures == []
