@@ -205,8 +205,10 @@ class LocalEtcd:
     def etcdctl(self, *args: str, check: bool = True) -> str:
         tls = ["--cacert", str(self.tls.ca), "--cert", str(self.tls.client_cert),
                "--key", str(self.tls.client_key)] if self.tls else []
-        result = subprocess.run([find_binary("etcdctl"), "--endpoints", self.endpoint, *tls, *args],
-                                capture_output=True, text=True, check=False)
+        # etcdctl's own 5 s default is too short for a physical compaction on a loaded machine
+        # (seen in CI: "context deadline exceeded"); this etcd is a throw-away one of ours.
+        result = subprocess.run([find_binary("etcdctl"), "--endpoints", self.endpoint, "--command-timeout=60s",
+                                 *tls, *args], capture_output=True, text=True, check=False, timeout=120)
         if check and result.returncode != 0:
             raise ResolverError(f"etcdctl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
