@@ -159,9 +159,6 @@ class Settings:
             client_cert=self.etcd_client_cert, client_key=self.etcd_client_key,
         )
 
-    def weight_of(self, cluster: str) -> int:
-        return self.cluster_weights.get(cluster, DEFAULT_WEIGHT)
-
     def explain(self) -> str:
         """``key=value`` of the endpoints and every non-default key, secrets masked (for logs)."""
         shown = []

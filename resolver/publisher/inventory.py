@@ -196,11 +196,6 @@ class EntryValidator:
                               address=address, port=port, zone=zone, node=node)
 
 
-def entry_record(entry: Any, cluster: str) -> EndpointRecord:
-    """One entry → a validated record; :class:`ValidationError` names the field."""
-    return EntryValidator(cluster).record(entry)
-
-
 def parse_entries(entries: list[Any], cluster: str, source: str, policy: AddressPolicy = DEFAULT_POLICY,
                   validator: EntryValidator | None = None) -> Inventory:
     """Validate every entry; bad ones are reported (entry numbers from 1) and skipped.
