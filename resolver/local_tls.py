@@ -27,8 +27,10 @@ class CertFiles:
     key: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
+    """CN, plus O attributes: the Kubernetes API server reads a client certificate's O as its groups."""
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+                     + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertFiles:
@@ -77,13 +79,14 @@ class LocalCA:
     def exists(directory: Path) -> bool:
         return (directory / "ca.crt").exists() or (directory / "ca.key").exists()
 
-    def issue(self, common_name: str, *, server_names: tuple[str, ...] = (), client: bool = True) -> CertFiles:
+    def issue(self, common_name: str, *, server_names: tuple[str, ...] = (), client: bool = True,
+              organizations: tuple[str, ...] = ()) -> CertFiles:
         """A leaf certificate; with ``server_names`` it also serves TLS for those names/IPs."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
         builder = (
-            x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(self._cert.subject)
+            x509.CertificateBuilder().subject_name(_name(common_name, organizations)).issuer_name(self._cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

@@ -5,6 +5,8 @@
 #   daprd-etcd  the same daprd plus our "etcd" name resolver, a client of the pluggable component
 #   sentry   github.com/dapr/dapr  cmd/sentry, unchanged (tests/peers/dapr)
 #   coredns  github.com/coredns/coredns, unchanged (go install at the pinned tag)
+#   kube-apiserver, kubectl  k8s.io/kubernetes's own main packages, unchanged (tests/peers/kube)
+#   helm     helm.sh/helm/v4, unchanged (go install at the pinned tag)
 #   echoapp, invoker   our own small test programs (tests/peers/dapr)
 # None of their source is in this repository. Each build lands in a per-machine cache keyed by
 # the release and a hash of our module files ($DAPR_NR_PEERS_CACHE, default
@@ -17,6 +19,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 DAPR_VERSION=v1.18.2
 DAPR_OLDEST_VERSION=v1.16.5  # the oldest supported minor: the invocation tests run against it too
 COREDNS_VERSION=v1.15.0
+KUBERNETES_VERSION=v1.37.2  # also in tests/peers/kube/go.mod (with its staging modules at v0.37.2)
+HELM_VERSION=v4.3.2
 cache=${DAPR_NR_PEERS_CACHE:-$HOME/.cache/dapr-etcd-resolver/peers}
 links="$here/.peers/bin"
 
@@ -69,6 +73,17 @@ sentry() { in_module -ldflags "$(stamp "$DAPR_VERSION")" -o "$out/sentry" ./sent
 echoapp() { in_module -o "$out/echoapp" ./echoapp; }
 invoker() { in_module -o "$out/invoker" ./invoker; }
 coredns() { GOFLAGS='' GOBIN="$out" go install "github.com/coredns/coredns@$COREDNS_VERSION"; }
+# Stamped with the release, as Kubernetes' own builds are (kubectl's version-skew check reads it).
+kube_stamp() {
+    local minor=${KUBERNETES_VERSION#v1.}
+    echo "-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1" \
+        "-X k8s.io/component-base/version.gitMinor=${minor%%.*} -X k8s.io/component-base/version.gitTreeState=clean"
+}
+in_kube() { (cd "$here/tests/peers/kube" && go build -trimpath -ldflags "$(kube_stamp)" "$@"); }
+kube_apiserver() { in_kube -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver; }
+kubectl() { in_kube -o "$out/kubectl" k8s.io/kubernetes/cmd/kubectl; }
+helm() { GOFLAGS='' GOBIN="$out" go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"; }
+kube_key() { (cd "$here/tests/peers/kube" && cat go.mod go.sum | sha256sum | cut -c1-12); }
 
 build daprd "$DAPR_VERSION-s-$(key daprd)" daprd
 build daprd-1.16 "$DAPR_OLDEST_VERSION-s-$(key daprd dapr-1.16)" daprd_oldest
@@ -77,9 +92,12 @@ build sentry "$DAPR_VERSION-s-$(key sentry)" sentry
 build echoapp "$(key echoapp)" echoapp
 build invoker "$(key invoker)" invoker
 build coredns "$COREDNS_VERSION" coredns
+build kube-apiserver "$KUBERNETES_VERSION-s-$(kube_key)" kube_apiserver
+build kubectl "$KUBERNETES_VERSION-s-$(kube_key)" kubectl
+build helm "$HELM_VERSION" helm
 
-printf 'DAPR_VERSION=%s\nDAPR_OLDEST_VERSION=%s\nCOREDNS_VERSION=%s\n' "$DAPR_VERSION" "$DAPR_OLDEST_VERSION" \
-    "$COREDNS_VERSION" > "$here/.peers/versions.env"
+printf 'DAPR_VERSION=%s\nDAPR_OLDEST_VERSION=%s\nCOREDNS_VERSION=%s\nKUBERNETES_VERSION=%s\nHELM_VERSION=%s\n' \
+    "$DAPR_VERSION" "$DAPR_OLDEST_VERSION" "$COREDNS_VERSION" "$KUBERNETES_VERSION" "$HELM_VERSION" > "$here/.peers/versions.env"
 if ((${#built[@]})); then
     echo "build-peers: built ${built[*]} in $(($(date +%s) - started)) s; cache $(du -sh "$cache" | cut -f1)"
 fi

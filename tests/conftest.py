@@ -17,7 +17,8 @@ from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd
 from resolver.records.schema import EndpointRecord, Keys
 
-pytest_plugins = ["tests.support.component", "tests.support.publishing", "tests.support.dns_bridge"]
+pytest_plugins = ["tests.support.component", "tests.support.publishing", "tests.support.dns_bridge",
+                  "tests.support.kube_apiserver"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from resolver.local_etcd import LocalEtcd
 from resolver.records.schema import Keys
 from tests.conftest import eventually
 from tests.support.fake_kube import FakeKubeApi, make_pod
-from tests.support.publishing import cluster_info, etcd_addresses
+from tests.support.publishing import CountMonitor, cluster_info, etcd_addresses
 
 pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
 
@@ -45,25 +44,6 @@ def pods(kube: FakeKubeApi) -> FakeKubeApi:
     for i in range(PODS):
         kube.put_pod(make_pod(f"orders-{i}", ip=f"10.0.0.{i + 1}"))
     return kube
-
-
-class CountMonitor:
-    """Samples how many records the cluster has in etcd, every 20 ms, to catch any gap."""
-
-    def __init__(self, gateway: EtcdGateway, keys: Keys) -> None:
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(gateway, keys), daemon=True)
-        self._thread.start()
-
-    def _run(self, gateway: EtcdGateway, keys: Keys) -> None:
-        while not self._stop.wait(0.02):
-            self.samples.append(len(etcd_addresses(gateway, keys, "cluster-1")))
-
-    def stop(self) -> list[int]:
-        self._stop.set()
-        self._thread.join()
-        return self.samples
 
 
 def synced(gateway: EtcdGateway, keys: Keys, count: int = PODS) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -63,6 +64,26 @@ def etcd_addresses(gateway: EtcdGateway, keys: Keys, cluster: str) -> dict[str, 
 def cluster_info(gateway: EtcdGateway, keys: Keys, cluster: str) -> ClusterInfo | None:
     raw = gateway.get(keys.info(cluster))
     return None if raw is None else ClusterInfo.from_json(raw, cluster)
+
+
+class CountMonitor:
+    """Samples how many records the cluster has in etcd, every 20 ms, to catch any gap."""
+
+    def __init__(self, gateway: EtcdGateway, keys: Keys, cluster: str = "cluster-1") -> None:
+        self.cluster = cluster
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(gateway, keys), daemon=True)
+        self._thread.start()
+
+    def _run(self, gateway: EtcdGateway, keys: Keys) -> None:
+        while not self._stop.wait(0.02):
+            self.samples.append(len(etcd_addresses(gateway, keys, self.cluster)))
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples
 
 
 class GrpcProxy:
