@@ -7,6 +7,9 @@
 #   coredns  github.com/coredns/coredns, unchanged (go install at the pinned tag)
 #   kube-apiserver, kubectl  k8s.io/kubernetes's own main packages, unchanged (tests/peers/kube)
 #   helm     helm.sh/helm/v4, unchanged (go install at the pinned tag)
+# and the CustomResourceDefinitions the deployment kit's objects need on a real API server, as
+# their projects publish them: Dapr's (charts/dapr/crds of dapr/dapr) and the Prometheus
+# Operator's (example/prometheus-operator-crd), from the same module proxy into .peers/crds/.
 #   echoapp, invoker   our own small test programs (tests/peers/dapr)
 # None of their source is in this repository. Each build lands in a per-machine cache keyed by
 # the release and a hash of our module files ($DAPR_NR_PEERS_CACHE, default
@@ -21,6 +24,8 @@ DAPR_OLDEST_VERSION=v1.16.5  # the oldest supported minor: the invocation tests 
 COREDNS_VERSION=v1.15.0
 KUBERNETES_VERSION=v1.37.2  # also in tests/peers/kube/go.mod (with its staging modules at v0.37.2)
 HELM_VERSION=v4.3.2
+# v0.95.x is listed but the module proxy refuses its root module; v0.94.0 is served.
+PROMETHEUS_OPERATOR_VERSION=v0.94.0
 cache=${DAPR_NR_PEERS_CACHE:-$HOME/.cache/dapr-etcd-resolver/peers}
 links="$here/.peers/bin"
 
@@ -96,8 +101,17 @@ build kube-apiserver "$KUBERNETES_VERSION-s-$(kube_key)" kube_apiserver
 build kubectl "$KUBERNETES_VERSION-s-$(kube_key)" kubectl
 build helm "$HELM_VERSION" helm
 
-printf 'DAPR_VERSION=%s\nDAPR_OLDEST_VERSION=%s\nCOREDNS_VERSION=%s\nKUBERNETES_VERSION=%s\nHELM_VERSION=%s\n' \
-    "$DAPR_VERSION" "$DAPR_OLDEST_VERSION" "$COREDNS_VERSION" "$KUBERNETES_VERSION" "$HELM_VERSION" > "$here/.peers/versions.env"
+# module_dir MODULE@VERSION: where the Go module proxy's copy of a module is unpacked.
+module_dir() { (cd "$here/tests/peers/kube" && GOFLAGS='' go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'); }
+crds="$here/.peers/crds"
+rm -rf "$crds" && mkdir -p "$crds/dapr" "$crds/prometheus-operator"
+cp "$(module_dir "github.com/dapr/dapr@$DAPR_VERSION")"/charts/dapr/crds/*.yaml "$crds/dapr/"
+cp "$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"/example/prometheus-operator-crd/*.yaml \
+    "$crds/prometheus-operator/"
+
+printf 'DAPR_VERSION=%s\nDAPR_OLDEST_VERSION=%s\nCOREDNS_VERSION=%s\nKUBERNETES_VERSION=%s\nHELM_VERSION=%s\nPROMETHEUS_OPERATOR_VERSION=%s\n' \
+    "$DAPR_VERSION" "$DAPR_OLDEST_VERSION" "$COREDNS_VERSION" "$KUBERNETES_VERSION" "$HELM_VERSION" \
+    "$PROMETHEUS_OPERATOR_VERSION" > "$here/.peers/versions.env"
 if ((${#built[@]})); then
     echo "build-peers: built ${built[*]} in $(($(date +%s) - started)) s; cache $(du -sh "$cache" | cut -f1)"
 fi

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import yaml
 from resolver.cli.main import build_parser
 from resolver.config import Layer, load_settings
 from resolver.config.settings import KEYS, env_layer
+from tests.support.manifests import kustomize
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTERS = ["cluster-1", "cluster-2"]
@@ -31,12 +31,7 @@ Obj = dict[str, Any]
 
 
 def build(directory: Path) -> list[Obj]:
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl (with its built-in kustomize) is needed: scripts/install-test-deps.sh installs it"
-    built = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False,
-                           timeout=60)
-    assert built.returncode == 0, f"kubectl kustomize {directory}: {built.stderr}"
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    return kustomize(directory)
 
 
 def overlay(cluster: str, part: str = "") -> list[Obj]:

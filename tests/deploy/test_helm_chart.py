@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import functools
 import re
-import shutil
 import subprocess
 import tomllib
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ import pytest
 import yaml
 
 from resolver.config import Layer, load_settings
+from tests.support.manifests import kustomize
 from tests.support.peers import peer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,12 +81,7 @@ def chart(values_file: Path, sets: tuple[str, ...] = ()) -> list[Obj]:
 @functools.cache
 def kit(directory: str) -> list[Obj]:
     """``kubectl kustomize`` of a kit directory, as tests/deploy/test_deploy_overlays.py builds it."""
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl (with its built-in kustomize) is needed: scripts/install-test-deps.sh installs it"
-    built = subprocess.run([kubectl, "kustomize", str(ROOT / directory)], capture_output=True, text=True,
-                           check=False, timeout=60)
-    assert built.returncode == 0, f"kubectl kustomize {directory}: {built.stderr}"
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    return kustomize(directory)
 
 
 def unhashed(name: str) -> str:

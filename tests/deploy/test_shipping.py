@@ -1,6 +1,6 @@
 """What ships: Kubernetes manifests, Dapr YAML, docker-compose.yml and the Dockerfiles.
 
-Every kustomization under ``deploy/`` is built with ``kubectl kustomize`` (the machine's kubectl)
+Every kustomization under ``deploy/`` is built with ``kubectl kustomize`` (the kubectl built from Kubernetes)
 and every object is validated against the Kubernetes OpenAPI schema (kubernetes-validate,
 strict); custom resources (Dapr Configuration, ServiceMonitor, PrometheusRule) against schemas
 of the fields we use. What the overlays must contain is in ``test_deploy_overlays.py``.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sysconfig
 from pathlib import Path
@@ -30,6 +29,7 @@ from resolver.cli.main import build_parser
 from resolver.config import Layer, load_settings
 from resolver.config.settings import KEYS
 from resolver.publisher.file_source import parse_inventory
+from tests.support.manifests import kustomize
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.32"
@@ -45,15 +45,6 @@ def kustomization_dirs() -> list[str]:
 
 
 KUSTOMIZATIONS = kustomization_dirs()
-
-
-def kustomize(path: str) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl (with its built-in kustomize) is needed: scripts/install-test-deps.sh installs it"
-    built = subprocess.run([kubectl, "kustomize", str(ROOT / path)], capture_output=True, text=True, check=False,
-                           timeout=60)
-    assert built.returncode == 0, f"kubectl kustomize {path}: {built.stderr}"
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
 
 
 # Custom resources kubernetes-validate has no schema for: the fields we rely on, checked strictly

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from tests.conftest import eventually
 from tests.support import pod_runner
 from tests.support.kube_apiserver import KubeApiServer
 from tests.support.kubelet import Kubelet
-from tests.support.peers import peer
+from tests.support.manifests import kustomize_text
 from tests.support.publishing import CountMonitor, cluster_info, etcd_addresses
 
 pytestmark = pytest.mark.xdist_group("kube-apiserver-deployment")
@@ -55,9 +54,7 @@ def registry(tmp_path: Path) -> Iterator[tuple[LocalEtcd, LocalCA]]:
 def test_the_overlays_publisher_replicas_survive_an_api_server_restart_and_a_dead_leader(
         kube_api: KubeApiServer, kubelet: Kubelet, registry: tuple[LocalEtcd, LocalCA], tmp_path: Path) -> None:
     etcd, ca = registry
-    built = subprocess.run([str(peer("kubectl")), "kustomize", str(ROOT / "deploy/overlays/cluster-1")],
-                           capture_output=True, text=True, check=True, timeout=120).stdout
-    kube_api.apply(built)
+    kube_api.apply(kustomize_text("deploy/overlays/cluster-1"))
     client = ca.issue("dapr-nr-publisher-cluster-1")
     kube_api.kubectl("-n", "dapr-nr-system", "create", "secret", "generic", "etcd-publisher-tls",
                      f"--from-file=ca.crt={ca.files.cert}", f"--from-file=tls.crt={client.cert}",

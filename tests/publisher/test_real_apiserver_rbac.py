@@ -11,7 +11,6 @@ say so in its own words (a log line naming what to grant), never with a tracebac
 from __future__ import annotations
 
 import copy
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from resolver.records.schema import Keys
 from tests.conftest import eventually
 from tests.support.kube_apiserver import KubeApiServer
 from tests.support.kubelet import Kubelet
-from tests.support.peers import peer
+from tests.support.manifests import kustomize
 from tests.support.publishing import cluster_info, etcd_addresses
 
 pytestmark = pytest.mark.xdist_group("kube-apiserver-rbac")
@@ -38,13 +37,6 @@ ALLOWED = {("list", "pods", ""), ("watch", "pods", ""), ("list", "nodes", ""), (
 """Everything the publisher may ask of the API server: what publisher-rbac.yaml grants, no more."""
 
 
-def overlay(name: str = "cluster-1") -> list[dict[str, Any]]:
-    """``kubectl kustomize deploy/overlays/NAME`` with the kubectl built beside the server."""
-    built = subprocess.run([str(peer("kubectl")), "kustomize", str(ROOT / "deploy" / "overlays" / name)],
-                           capture_output=True, text=True, check=True, timeout=120)
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-
-
 def cluster_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return next(o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "dapr-etcd-publisher")
 
@@ -52,7 +44,7 @@ def cluster_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def applied(kube_api: KubeApiServer) -> list[dict[str, Any]]:
     """The cluster-1 overlay, applied for real (server-side)."""
-    objects = overlay()
+    objects = kustomize("deploy/overlays/cluster-1")
     out = kube_api.apply(yaml.safe_dump_all(objects))
     assert "clusterrole.rbac.authorization.k8s.io/dapr-etcd-publisher serverside-applied" in out, out
     return objects

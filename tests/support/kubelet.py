@@ -33,7 +33,10 @@ def pod_manifest(name: str, app_id: str | None = "orders", port: int | None = No
 
 
 def running_status(ips: list[str], ready: bool = True) -> dict[str, Any]:
-    return {"status": {"phase": "Running", "podIP": ips[0], "podIPs": [{"ip": ip} for ip in ips],
+    """A strategic-merge patch of the status: ``podIPs`` is *replaced* (a plain list would be merged
+    by IP with the old one, and the server refuses two IPs of one family: a new IP needs this)."""
+    return {"status": {"phase": "Running", "podIP": ips[0],
+                       "podIPs": [{"$patch": "replace"}, *({"ip": ip} for ip in ips)],
                        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
 
 

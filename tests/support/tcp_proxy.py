@@ -2,6 +2,9 @@
 
 Cutting closes every open connection (both sides see a reset) and refuses new ones until
 restored, so a client's streams break exactly as they would when a link goes down.
+:meth:`TcpProxy.stall` is the other way a link fails: every open connection stays open but
+carries nothing more (no data, no FIN, no reset — a half-open connection after a partition),
+while new connections work.
 :meth:`TcpProxy.cut_after` arms a cut at an exact byte offset of what etcd sends — a stream
 broken in the middle of a catch-up, not only between responses.
 """
@@ -20,6 +23,7 @@ class TcpProxy:
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
+        self._stalled: set[socket.socket] = set()
         self._cut = False
         self._closed = False
         self._cut_after: int | None = None
@@ -63,6 +67,8 @@ class TcpProxy:
                 data = source.recv(65536)
                 if not data:
                     break
+                if source in self._stalled:
+                    continue  # read and dropped: the sender is not blocked, the receiver hears nothing
                 if downstream and self._cut_after is not None:
                     with self._lock:
                         budget = self._cut_after - self._downstream_bytes
@@ -84,6 +90,7 @@ class TcpProxy:
                 _abort(sock)
             with self._lock:
                 self._sockets -= {source, sink}
+                self._stalled -= {source, sink}
 
     def cut(self) -> None:
         """Drop every connection and refuse new ones."""
@@ -92,6 +99,11 @@ class TcpProxy:
             sockets = list(self._sockets)
         for sock in sockets:
             _abort(sock)
+
+    def stall(self) -> None:
+        """Every connection open now goes silent both ways without closing; new ones are not affected."""
+        with self._lock:
+            self._stalled |= self._sockets
 
     def restore(self) -> None:
         self._cut = False
