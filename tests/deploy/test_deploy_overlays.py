@@ -138,7 +138,7 @@ def test_examples_carry_the_clusters_own_name(cluster: str) -> None:
         else:
             assert not callers
     dns_config = one(examples, "Configuration", "dapr-etcd-dns")["spec"]["nameResolution"]
-    assert dns_config == {"component": "kubernetes",
+    assert dns_config == {"component": "kubernetes", "version": "v1",
                           "configuration": {"template": "{{.ID}}.{{.Namespace}}.dapr.internal.:{{.Port}}"}}
     resolution = one(pluggable, "Configuration", "dapr-etcd-nr")["spec"]["nameResolution"]
     keys = {k: v for k, v in resolution["configuration"].items() if not k.startswith("etcdC")}
