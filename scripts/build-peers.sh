@@ -11,6 +11,8 @@
 # their projects publish them: Dapr's (charts/dapr/crds of dapr/dapr) and the Prometheus
 # Operator's (example/prometheus-operator-crd), from the same module proxy into .peers/crds/.
 #   echoapp, invoker   our own small test programs (tests/peers/dapr)
+#   consul-peer  our own driver of Dapr's consul name resolver (components-contrib) and
+#            github.com/hashicorp/consul/api against the `consul` role (tests/peers/consul)
 # None of their source is in this repository. Each build lands in a per-machine cache keyed by
 # the release and a hash of our module files ($DAPR_NR_PEERS_CACHE, default
 # ~/.cache/dapr-etcd-resolver/peers), so a second run is a no-op, and .peers/bin/ in the
@@ -88,6 +90,7 @@ in_kube() { (cd "$here/tests/peers/kube" && go build -trimpath -ldflags "$(kube_
 kube_apiserver() { in_kube -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver; }
 kubectl() { in_kube -o "$out/kubectl" k8s.io/kubernetes/cmd/kubectl; }
 helm() { GOFLAGS='' GOBIN="$out" go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"; }
+consul_peer() { (cd "$here/tests/peers/consul" && go build -trimpath -o "$out/consul-peer" ./consulpeer); }
 kube_key() { (cd "$here/tests/peers/kube" && cat go.mod go.sum | sha256sum | cut -c1-12); }
 
 build daprd "$DAPR_VERSION-s-$(key daprd)" daprd
@@ -100,6 +103,7 @@ build coredns "$COREDNS_VERSION" coredns
 build kube-apiserver "$KUBERNETES_VERSION-s-$(kube_key)" kube_apiserver
 build kubectl "$KUBERNETES_VERSION-s-$(kube_key)" kubectl
 build helm "$HELM_VERSION" helm
+build consul-peer "$(key consulpeer consul)" consul_peer
 
 # module_dir MODULE@VERSION: where the Go module proxy's copy of a module is unpacked.
 module_dir() { (cd "$here/tests/peers/kube" && GOFLAGS='' go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'); }

@@ -35,7 +35,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from resolver.errors import Forbidden, Gone, KubeError
 from resolver.etcd.retry import attempt_log_level
 from resolver.observability import metrics
-from resolver.publisher.pods import SIDECAR_SELECTOR, ZONE_LABEL, PodEndpoint, pod_endpoint, refusal_code
+from resolver.publisher.pods import SIDECAR_SELECTOR, ZONE_LABEL, PodEndpoint, pod_endpoint, refusal_code, slim_pod
 from resolver.publisher.publication import Publication
 from resolver.records.addresses import DEFAULT_POLICY, AddressPolicy
 from resolver.timing.backoff import Backoff
@@ -100,7 +100,7 @@ class _Reflector:
                 page = json.loads(response.data)
             except Exception as error:
                 raise _translate(error, f"list {self.kind}s") from None
-            items += [item for item in page.get("items") or [] if isinstance(item, Mapping)]
+            items += [self.slim(item) for item in page.get("items") or [] if isinstance(item, Mapping)]
             meta = page.get("metadata") or {}
             version = str(meta.get("resourceVersion") or version)
             token = str(meta.get("continue") or "")
@@ -137,6 +137,10 @@ class _Reflector:
             response.release_conn()
 
     # -- the loop ---------------------------------------------------------------------------
+
+    def slim(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What of a listed object to keep until the whole list is in (all of it, unless overridden)."""
+        return item
 
     def on_list(self, items: list[Mapping[str, Any]]) -> None:
         raise NotImplementedError
@@ -209,6 +213,9 @@ class PodReflector(_Reflector):
         self._lock = threading.Lock()
         self._pods: dict[tuple[str, str], PodEndpoint] = {}
         self._reported: dict[tuple[str, str], tuple[str, tuple[tuple[str, str], ...]]] = {}
+
+    def slim(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
+        return slim_pod(item)
 
     def _evaluate(self, pod: Mapping[str, Any]) -> PodEndpoint:
         found = pod_endpoint(pod, self._cluster, self._zones, self._policy)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolver.publisher.pods import pod_endpoint
+from resolver.publisher.pods import pod_endpoint, slim_pod
 from tests.support.fake_kube import make_pod
 
 ZONES = {"node-1": "zone-a"}
@@ -86,6 +86,17 @@ def test_any_malformed_pod_is_skipped_or_published_never_raised(path: str, garba
     found = pod_endpoint(pod, "c", {})
     if found.record is not None:
         found.record.validate()
+    assert pod_endpoint(slim_pod(pod), "c", {}) == found, "a slimmed pod must be judged exactly as the whole one"
+
+
+def test_slimming_keeps_what_decides_and_drops_the_bulk() -> None:
+    pod = make_pod("orders-1", port=50010, annotations={"dapr.io/internal-grpc-port": "50020"})
+    pod["metadata"]["managedFields"] = [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]
+    pod["status"]["containerStatuses"] = [{"name": "daprd", "ready": True}]
+    slim = slim_pod(pod)
+    assert "managedFields" not in slim["metadata"] and "containerStatuses" not in slim["status"]
+    assert [c["name"] for c in slim["spec"]["containers"]] == ["daprd"]
+    assert pod_endpoint(slim, "c", ZONES) == pod_endpoint(pod, "c", ZONES)
 
 
 def _dual_stack(name: str, ips: list[str]) -> dict[str, object]:

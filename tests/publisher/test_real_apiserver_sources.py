@@ -120,7 +120,8 @@ def requests(kube_api: KubeApiServer, verb: str, resource: str, code: int | None
 def relist_by_a_410(kube_api: KubeApiServer, proxy: TcpProxy, while_cut: Callable[[], None]) -> None:
     """Cut the publisher off, change things, compact the server's etcd and restart it: the
     publisher's resourceVersion is gone when it comes back (as test_real_apiserver_pods shows)."""
-    proxy.cut()
+    proxy.cut()  # no new connections ...
+    proxy.drop()  # ... and the open ones end now (a cut alone leaves a watch silent until its read timeout)
     while_cut()
     kube_api.etcd.etcdctl("compact", str(kube_api.etcd_revision()))
     kube_api.restart()
@@ -291,8 +292,7 @@ def test_a_dropped_stream_resumes_from_its_version_without_relisting(kube_api: K
     kubelet.run_pod("orders-0", "10.0.0.1")
     lists = len(requests(kube_api, "list", "pods"))
     reflector = publisher().source.pods[0]
-    proxy.cut()  # every connection reset ...
-    proxy.restore()  # ... and the link back at once
+    proxy.drop()  # every open connection ends mid-stream; new ones go through
     kubelet.run_pod("orders-1", "10.0.0.2")
     eventually(lambda: "orders-1" in published(gateway, keys), 30, "the event after the drop")
     assert reflector.resumes >= 1, "the drop was noticed"

@@ -1,10 +1,13 @@
 """A loopback TCP proxy the tests can cut and restore: a network partition between a client and etcd.
 
-Cutting closes every open connection (both sides see a reset) and refuses new ones until
-restored, so a client's streams break exactly as they would when a link goes down.
-:meth:`TcpProxy.stall` is the other way a link fails: every open connection stays open but
-carries nothing more (no data, no FIN, no reset — a half-open connection after a partition),
-while new connections work.
+Cutting closes every open connection and refuses new ones until restored. A connection the
+client is writing on sees a reset at its next write; one it only reads from (a Kubernetes
+watch) hears nothing at all: the proxy's reader thread is blocked on it, so closing it does not
+take effect — the client is left with a half-open stream, as after a partition.
+:meth:`TcpProxy.drop` ends every open connection at once (the client reads the end of the
+stream, then a reset), as a restarting load balancer does; new connections are not affected.
+:meth:`TcpProxy.stall` silences every open connection on purpose: it stays open but carries
+nothing more either way (no data, no FIN, no reset), while new connections work.
 :meth:`TcpProxy.cut_after` arms a cut at an exact byte offset of what etcd sends — a stream
 broken in the middle of a catch-up, not only between responses.
 """
@@ -99,6 +102,14 @@ class TcpProxy:
             sockets = list(self._sockets)
         for sock in sockets:
             _abort(sock)
+
+    def drop(self) -> None:
+        """End every open connection now: shut down both ways (which also wakes the reader threads)."""
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def stall(self) -> None:
         """Every connection open now goes silent both ways without closing; new ones are not affected."""
