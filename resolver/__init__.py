@@ -15,7 +15,8 @@ never import each other (import-linter enforces this; the contracts are in pypro
    :mod:`resolver.security` (etcd RBAC plans);
 8. :mod:`resolver.component` (the Dapr pluggable NameResolution gRPC server) ·
    :mod:`resolver.publisher` (fills the registry from Kubernetes or a file; the only package that
-   imports ``kubernetes``) · :mod:`resolver.dns` (the same answers as DNS);
+   imports ``kubernetes``) · :mod:`resolver.dns` (the same answers as DNS) ·
+   :mod:`resolver.consul` (the same answers as Consul's HTTP catalog);
 9. :mod:`resolver.cli` — the ``dapr-etcd-resolver`` command;
 10. :mod:`resolver.demo` — the one-command demo.
 

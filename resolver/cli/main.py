@@ -3,6 +3,7 @@
 serve      the Dapr pluggable NameResolution component (gRPC on a Unix socket)
 publish    the per-cluster agent that writes Dapr pods into etcd
 dns        the DNS bridge for an unmodified daprd
+consul     the Consul-compatible catalog for daprd's stock consul resolver
 ls / status / resolve    inspect the registry and try a resolution
 probe      ask a running component socket and DNS bridge, as daprd would
 etcd-rbac  the etcd bootstrap: root user, per-cluster roles, users, registry init, auth enable
@@ -36,6 +37,7 @@ COMMANDS = {
     "demo": "resolver.demo.run:cmd_demo",
     "publish": "resolver.cli.publish_cmd:cmd_publish",
     "dns": "resolver.cli.dns_cmd:cmd_dns",
+    "consul": "resolver.cli.consul_cmd:cmd_consul",
     "probe": "resolver.cli.probe_cmd:cmd_probe",
     "etcd-rbac": "resolver.cli.rbac_cmd:cmd_rbac",
     "registry": "resolver.cli.registry_cmd:cmd_registry",
@@ -46,6 +48,7 @@ COMMANDS = {
 _PARSERS = {
     "publish": ("resolver.cli.publish_cmd", "add_publish_parser"),
     "dns": ("resolver.cli.dns_cmd", "add_dns_parser"),
+    "consul": ("resolver.cli.consul_cmd", "add_consul_parser"),
     "probe": ("resolver.cli.probe_cmd", "add_probe_parser"),
     "etcd-rbac": ("resolver.cli.rbac_cmd", "add_rbac_parser"),
     "registry": ("resolver.cli.registry_cmd", "add_registry_parser"),

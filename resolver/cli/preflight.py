@@ -53,8 +53,9 @@ def parse_host_port(flag: str, text: str, default_host: str) -> tuple[str, int]:
     return host.strip("[]") or default_host, int(port)
 
 
-def check_listen(flag: str, text: str) -> tuple[str, int]:
-    """Bind UDP and TCP on ``text`` and release them: a taken port or a foreign address fails here."""
+def check_listen(flag: str, text: str, kinds: tuple[int, ...] = (socket.SOCK_DGRAM, socket.SOCK_STREAM),
+                 ) -> tuple[str, int]:
+    """Bind ``kinds`` (UDP and TCP) on ``text`` and release them: a taken port or a foreign address fails here."""
     host, port = parse_host_port(flag, text, "0.0.0.0")  # noqa: S104 - ":PORT" means every interface
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
@@ -62,7 +63,7 @@ def check_listen(flag: str, text: str) -> tuple[str, int]:
         raise FlagError(flag, f"cannot resolve {host!r} ({error.strerror}); give an IP address of this "
                           "machine, e.g. 0.0.0.0:5353") from None
     family, _, _, _, address = infos[0]
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+    for kind in kinds:
         probe = socket.socket(family, kind)
         try:
             if kind == socket.SOCK_STREAM:  # as asyncio's create_server does: TIME_WAIT is no conflict
@@ -149,7 +150,13 @@ def _publish(args: argparse.Namespace) -> None:
     check_metrics_port(args.metrics_port)
 
 
-CHECKS: dict[str, Callable[[argparse.Namespace], None]] = {"serve": _serve, "dns": _dns, "publish": _publish}
+def _consul(args: argparse.Namespace) -> None:
+    check_listen("--listen", args.listen, (socket.SOCK_STREAM,))  # HTTP: TCP only
+    check_metrics_port(args.metrics_port)
+
+
+CHECKS: dict[str, Callable[[argparse.Namespace], None]] = {"serve": _serve, "dns": _dns, "consul": _consul,
+                                                            "publish": _publish}
 
 
 def check(args: argparse.Namespace) -> None:

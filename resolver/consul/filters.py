@@ -80,7 +80,7 @@ class _Parser:
     def disjunction(self) -> None:
         self.match()
         while (token := self.peek()) is not None and token[1] != ")":
-            kind, text = self.take()
+            _, text = self.take()
             if text != "or":
                 raise FilterError(f"{shown(text)} is not supported here" if text not in ("and", "not")
                                   else f"operator {text!r} is not supported")

@@ -194,6 +194,14 @@ DNS_REFUSED_ADDRESSES = Counter("dns_refused_addresses", "Addresses a host-name 
                                 "address policy refused to serve", namespace=NAMESPACE)
 
 
+# -- Consul-compatible catalog (requests, blocking queries, limits) --
+CONSUL_REQUESTS = Counter("consul_requests", "HTTP requests to the Consul-compatible catalog by endpoint and "
+                          "status code", ["endpoint", "code"], namespace=NAMESPACE)
+CONSUL_BLOCKING = Gauge("consul_blocking_queries", "Blocking queries of the Consul-compatible catalog waiting now",
+                        namespace=NAMESPACE)
+CONSUL_LIMIT_REACHED = Counter("consul_limit_reached", "Times a Consul-compatible catalog limit was reached "
+                               "(blocking, connections, request_size, wait)", ["limit"], namespace=NAMESPACE)
+
 # -- component and configuration (hostile clients, limits, forward-compatible keys) --
 CONFIG_UNKNOWN_KEYS = Counter("config_unknown_keys", "Configuration keys this release does not know, ignored "
                               "with a warning, by carrier (Init, environment, --set, config)", ["source"],
