@@ -96,6 +96,10 @@ class CatalogServer(ThreadingHTTPServer):
         finally:
             self._connections.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that broke outside a request (reset, timeout): one debug line, no traceback."""
+        log.debug("consul catalog: connection from %s ended with an error", client_address, exc_info=True)
+
     # -- blocking-query cap --------------------------------------------------------------------
 
     def start_blocking(self) -> bool:
@@ -166,6 +170,13 @@ class CatalogHandler(BaseHTTPRequestHandler):
         except ValidationError as error:
             code = 400
             self._text(code, f"{error}\n")
+        except OSError:
+            code = 499  # the client went away (a blocking query it gave up): nothing to answer
+            self.close_connection = True
+        except Exception as error:  # never a traceback to the client, and never a dead connection thread
+            code = 500
+            log.exception("consul catalog: %s %s failed", method, shown(self.path))
+            self._text(code, f"internal error: {type(error).__name__}\n")
         finally:
             metrics.CONSUL_REQUESTS.labels(endpoint, str(code)).inc()
 

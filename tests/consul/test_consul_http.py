@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+import urllib.request
 from collections import Counter
+from typing import Any
 from urllib.parse import quote
 
-import pytest
-
 from resolver.etcd.gateway import EtcdGateway
-from resolver.local_etcd import LocalEtcd
+from resolver.local_etcd import LocalEtcd, free_port
 from resolver.records.schema import Keys
 from tests.conftest import eventually, put_record, record
 from tests.consul.conftest import role_args
 
 
-def clusters_of(entries: list[dict]) -> Counter[str]:
+def clusters_of(entries: list[dict[str, Any]]) -> Counter[str]:
     return Counter(entry["Node"]["Node"] for entry in entries)
 
 
@@ -66,7 +67,7 @@ def test_unknown_endpoints_methods_and_bad_parameters(consul_role, etcd: LocalEt
         assert all(word in reply.text for word in words), (path, reply.text)
 
 
-@pytest.mark.parametrize(("expression", "named"), [
+MALFORMED = [
     ('ServiceName != "a"', "'!='"),
     ('Status == "passing"', "'Status'"),
     ('ServiceName == "a" and ServiceName == "b"', "'and'"),
@@ -77,14 +78,17 @@ def test_unknown_endpoints_methods_and_bad_parameters(consul_role, etcd: LocalEt
     ('ServiceName == "a")', "')'"),
     ('ServiceName == "a\\n"', "escape"),
     ('"a" in ServiceName', "'\"a\"'"),
-    ("", "empty"),
-])
-def test_malformed_filters_are_400_naming_the_construct(consul_role, etcd: LocalEtcd, prefix: str,
-                                                        expression: str, named: str) -> None:
+    ("   ", "empty"),
+]
+
+
+def test_malformed_filters_are_400_naming_the_construct(consul_role, etcd: LocalEtcd, prefix: str) -> None:
     role = consul_role(*role_args(etcd, prefix))
-    reply = role.get("/v1/health/state/any?filter=" + quote(expression))
-    assert reply.status == 400, reply.text
-    assert named in reply.text and "ServiceName" in reply.text, reply.text
+    for expression, named in MALFORMED:
+        reply = role.get("/v1/health/state/any?filter=" + quote(expression))
+        assert reply.status == 400, (expression, reply.text)
+        assert named in reply.text and "ServiceName" in reply.text, (expression, reply.text)
+    assert role.get("/v1/health/state/any?filter=").status == 200  # empty: no filter, as Consul
 
 
 def test_state_any_with_the_resolvers_filter(consul_role, etcd: LocalEtcd, prefix: str, gateway: EtcdGateway,
@@ -117,7 +121,7 @@ def test_policies_weights_failover_overrides_and_fallback(consul_role, etcd: Loc
     api = role.get("/v1/health/service/api").json()
     assert clusters_of(api) == {"cluster-2": 1}  # FailOver: the role's own cluster
     web = role.get("/v1/health/service/web").json()
-    assert clusters_of(web) == {"cluster-1": 3, "cluster-2": 1}  # 300:100 by repetition (2 + 1 instances → 6:2)
+    assert clusters_of(web) == {"cluster-1": 6, "cluster-2": 2}  # 300:100 by repetition (2 + 1 instances)
     assert len({e["Service"]["ID"] for e in web}) == len(web)
     by_address = Counter(e["Service"]["Address"] for e in web)
     assert by_address["10.1.0.1"] == by_address["10.1.0.9"]
@@ -211,3 +215,28 @@ def test_index_never_goes_back_across_a_restart_and_a_wiped_registry(consul_role
     again = consul_role(*role_args(etcd, prefix))
     seen.append(again.get("/v1/health/service/orders").index)
     assert seen == sorted(seen) and len(set(seen)) == 3, seen
+
+
+def test_connection_cap_request_body_cap_and_metrics(consul_role, etcd: LocalEtcd, prefix: str) -> None:
+    metrics_port = free_port()
+    role = consul_role(*role_args(etcd, prefix), "--max-connections", "2", "--max-request-bytes", "2048",
+                       "--metrics-port", str(metrics_port))
+    held = [socket.create_connection(("127.0.0.1", role.port)) for _ in range(2)]  # idle keep-alive connections
+    try:
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", role.port), timeout=5) as third:
+            third.sendall(b"GET /v1/agent/self HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert third.recv(4096).startswith(b"HTTP/1.1 503 ")
+    finally:
+        for connection in held:
+            connection.close()
+    eventually(lambda: role.get("/v1/agent/self").status == 200, what="a free connection slot")
+    body = role.get("/v1/agent/self", {"Content-Length": "5000"}, method="GET")
+    assert body.status == 413 and "2048" in body.text
+    assert role.get("/v1/health/service/" + "a" * 3000).status == 414
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for limit in ("connections", "request_size"):
+        assert f'dapr_nr_consul_limit_reached_total{{limit="{limit}"}}' in text, limit
+    assert 'dapr_nr_consul_requests_total{code="200",endpoint="agent_self"}' in text
+    assert "dapr_nr_consul_blocking_queries 0.0" in text
