@@ -189,6 +189,8 @@ class _Reflector:
                         "retrying in %.0fs", self.kind, self.kind, FORBIDDEN_RETRY_SECONDS)
                 self._stop.wait(FORBIDDEN_RETRY_SECONDS)
             except KubeError as error:
+                if self._stop.is_set():
+                    return  # a stopped source's open watch ending (its read timeout, the server going) is no failure
                 self.resumes += 1 if version else 0
                 failing_since = failing_since if failures else time.monotonic()
                 failures += 1

@@ -1,5 +1,8 @@
 """Faults survived: real etcd processes, real ``publish``/``serve`` subprocesses, fake API servers.
 
+Most faults are etcd's and the publishers', the pods incidental (world.py says why the fake);
+the one API-server fault says why it stays on the fake.
+
 Every test ends with the same convergence check (etcd == the ready pods, every resolver ==
 etcd; see world.py) and asserts that resolvers never failed a call while the fault lasted.
 Set ``FAULT_REPORT=path`` to append one JSON line per fault (the README's Reliability table).
@@ -148,6 +151,9 @@ def test_leader_killed_with_a_standby_present(tmp_path: Path) -> None:
 
 
 def test_api_server_stream_drops_and_410s_during_churn(world: World) -> None:
+    """On the fake: four rounds of drops and 410s in both clusters, each between two bursts of churn,
+    with resolvers under load — a real server does each alone (test_real_apiserver_pods.py and
+    _sources.py), but a 410 on demand costs it a compaction and a restart of several seconds."""
     start(world)
     for round_ in range(4):
         world.churn(8)

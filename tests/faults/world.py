@@ -1,11 +1,15 @@
 """A small world for fault tests: etcd, two clusters' API servers and publishers, and resolvers.
 
 Everything is real — etcd processes, ``publish`` and ``serve`` subprocesses, the kubernetes
-client against the fake API servers — and the single question every fault test asks is
-:meth:`World.converged`: does etcd hold exactly the ready pods of every cluster, and does
-every resolver answer exactly what etcd holds? Resolvers run ActiveActive with equal weights,
-so one ResolveIDMulti per app lists every instance in every cluster: their whole view is
-visible through the socket, as daprd would see it.
+client — but the API servers, which are the HTTP fake (tests/support/fake_kube.py): the faults
+here are mostly etcd's and the publishers', the pods incidental, and the fake churns two
+clusters' pods every 20 ms and answers the ground truth in-process (a real server's drops, 410s and
+restarts are tested in tests/publisher/test_real_apiserver_*.py).
+
+The single question every fault test asks is :meth:`World.converged`: does etcd hold exactly
+the ready pods of every cluster, and does every resolver answer exactly what etcd holds?
+Resolvers run ActiveActive with equal weights, so one ResolveIDMulti per app lists every
+instance in every cluster: their whole view is visible through the socket, as daprd would see it.
 
 Meanwhile a load thread keeps resolving through every resolver and counts failed calls (a
 fallback answer is an answer; an RPC error is a failure).

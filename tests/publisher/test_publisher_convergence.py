@@ -1,5 +1,10 @@
 """The publisher converges on etcd, keeps leases alive through ``etcd grpc-proxy``, heartbeats,
-and never opens a gap on restart — real etcd, the real kubernetes client against the fake API."""
+and never opens a gap on restart — real etcd, the real kubernetes client against the fake API.
+
+The pods are incidental: the fake gives a deterministic pod list in milliseconds (and one slow
+list on demand, below); the Kubernetes side itself is tested against the real API server in
+test_real_apiserver_*.py.
+"""
 
 from __future__ import annotations
 
@@ -137,7 +142,9 @@ def test_publisher_through_etcd_grpc_proxy_keeps_every_record_for_30s(
 
 def test_a_restart_keeps_the_predecessors_leases_alive_until_its_own_first_sync(
         kube: FakeKubeApi, publisher: Start, gateway: EtcdGateway, keys: Keys) -> None:
-    """The new process takes longer than a TTL to list, yet no record ever goes missing."""
+    """The new process takes longer than a TTL to list, yet no record ever goes missing.
+
+    On the fake: a real API server cannot be made to answer one list 6 s late on demand."""
     for i in range(20):
         kube.put_pod(make_pod(f"orders-{i}", ip=f"10.0.0.{i + 1}"))
     first = publisher(lease_ttl=3.0)

@@ -1,4 +1,10 @@
-"""One cluster name, one owner: real etcd, real publishers, the fake API server."""
+"""One cluster name, one owner: real etcd, real publishers, the fake API server.
+
+The guard lives in etcd; Kubernetes only lends each cluster its identity (the kube-system
+Namespace's UID). A second fake is a second cluster with another UID in milliseconds, so the
+fake serves here; the real server's UIDs (one per cluster, and none without permission to read
+kube-system) are read in test_real_apiserver_sources.py and test_real_apiserver_rbac.py.
+"""
 
 from __future__ import annotations
 
@@ -85,17 +91,6 @@ def test_a_second_replica_of_the_same_cluster_and_a_previous_release_info_are_co
     eventually(standby.synced.is_set, 15, "the standby to take over")
     assert not standby.failed.is_set()
     gateway.revoke(lease)
-
-
-def test_without_permission_to_read_kube_system_the_guard_is_off_with_one_warning(
-        kube: FakeKubeApi, publisher: Start, caplog: pytest.LogCaptureFixture) -> None:
-    kube.forbidden.add("namespaces")
-    kube.put_pod(make_pod("orders-0"))
-    with caplog.at_level(logging.WARNING):
-        agent = publisher()
-    assert agent.cluster_uid == ""
-    warnings = [r.getMessage() for r in caplog.records if "kube-system" in r.getMessage()]
-    assert len(warnings) == 1 and "--cluster-uid" in warnings[0] and "namespaces" in warnings[0]
 
 
 def test_file_identity_is_machine_id_and_path_never_the_host_name(tmp_path: Path) -> None:

@@ -1,4 +1,10 @@
-"""Publisher process behaviour: real ``publish`` subprocesses, the fake API server, real etcd."""
+"""Publisher process behaviour: real ``publish`` subprocesses, the fake API server, real etcd.
+
+Signals, lease expiry, restarts and failover are about the process and etcd; the pods are
+incidental, so the fake gives 20 of them in milliseconds. The real ``publish`` process against
+a real kube-apiserver is tested in test_real_apiserver_rbac.py and
+test_real_apiserver_deployment.py (which also kills a leader).
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,12 @@ silent watch stream, two clusters side by side, and the publisher short of one p
 The publisher runs in-process as a ServiceAccount of its own (a bound token; a ClusterRole
 granting what deploy/base grants, cut down by the permission tests), so the server's audit
 log tells its requests from the test's. It reaches the server through a TCP proxy the test
-can cut (every connection reset) or stall (every open connection silent, as half-open TCP).
+can drop (every open connection ends) or stall (every open connection silent, as half-open TCP).
+
+What differed from the fake: the server refuses a label value with a ``/`` (the fake stored the
+hostile app id ``../../clusters/cluster-2/info`` as a label; here it comes as the annotation the
+publisher falls back to), and it deletes a pod bound to a node only gracefully (the fake was
+handed a ``deletionTimestamp``; test_real_apiserver_pods plays the real sequence).
 """
 
 from __future__ import annotations
@@ -39,11 +44,11 @@ pytestmark = pytest.mark.xdist_group("kube-apiserver-sources")
 ACCOUNT = "sources-publisher"
 PUBLISHER = f"system:serviceaccount:default:{ACCOUNT}"
 GRANTS: dict[str, dict[str, Any]] = {
-    "pods": {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
-    "nodes": {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
+    "pods": {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    "nodes": {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
     "namespaces": {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]},
 }
-"""What deploy/base's ClusterRole grants the publisher (test_real_apiserver_rbac checks that it is all it uses)."""
+"""deploy/base/publisher-rbac.yaml's rules, one resource each (test_real_apiserver_rbac applies the file itself)."""
 
 
 def grant(kube_api: KubeApiServer, *resources: str) -> None:
@@ -120,8 +125,7 @@ def requests(kube_api: KubeApiServer, verb: str, resource: str, code: int | None
 def relist_by_a_410(kube_api: KubeApiServer, proxy: TcpProxy, while_cut: Callable[[], None]) -> None:
     """Cut the publisher off, change things, compact the server's etcd and restart it: the
     publisher's resourceVersion is gone when it comes back (as test_real_apiserver_pods shows)."""
-    proxy.cut()  # no new connections ...
-    proxy.drop()  # ... and the open ones end now (a cut alone leaves a watch silent until its read timeout)
+    proxy.drop(refuse=True)  # the open connections end (a cut would leave a watch silent till its read timeout)
     while_cut()
     kube_api.etcd.etcdctl("compact", str(kube_api.etcd_revision()))
     kube_api.restart()
@@ -313,15 +317,34 @@ def test_a_silent_watch_is_noticed_and_resumed_from_the_last_version(
     kubelet.run_pod("orders-0", "10.0.0.1")
     reflector = publisher().source.pods[0]
     assert reflector.silence == 1.5
+    resumed = reflector.resumes
     proxy.stall()  # the open stream goes silent without closing
     went_silent = time.monotonic()
     kubelet.run_pod("orders-1", "10.0.0.2")
     eventually(lambda: "orders-1" in published(gateway, keys), 30, "the event, over a new watch")
     # by the 1.5 s silence bound, not the 300 s watch: generous for a loaded machine
     assert time.monotonic() - went_silent <= 1.5 + 8.5
-    assert reflector.resumes >= 1 and reflector.relists == 1  # resumed from the last resourceVersion
+    assert reflector.resumes > resumed and reflector.relists == 1  # resumed from the last resourceVersion
     eventually(lambda: any("answers pod requests again" in r.getMessage() and "resumed the watch" in r.getMessage()
                            for r in caplog.records), 10, "a recovery line")
+
+
+def test_a_stopped_publisher_says_nothing_more_when_its_watches_end(
+        kubelet: Kubelet, publisher, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Stopping does not close an open watch: it ends at its read timeout (or when the server goes),
+    which a stopped source must not report as a failure. The fake closed every stream at the end
+    of each test, so the warnings went unseen; a real server's open watches outlive the test and
+    their warnings spilled into the next tests' logs."""
+    monkeypatch.setattr(kube_source, "WATCH_SILENCE_SECONDS", 1.5)
+    kubelet.run_pod("orders-0", "10.0.0.1")
+    agent = publisher()
+    source = agent.source
+    assert isinstance(source, kube_source.KubernetesSource)
+    caplog.set_level(logging.DEBUG, logger="resolver.publisher.kube_source")
+    agent.stop()
+    caplog.clear()
+    eventually(lambda: not any(thread.is_alive() for thread in source._threads), 30, "the source's threads to end")
+    assert [r.getMessage() for r in caplog.records if r.name == "resolver.publisher.kube_source"] == []
 
 
 def test_unchanged_values_are_not_rewritten_by_events_or_a_relist(kube_api: KubeApiServer, kubelet: Kubelet,

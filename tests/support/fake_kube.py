@@ -1,4 +1,20 @@
-"""A small but faithful fake of the Kubernetes API server, for pods and nodes, over real HTTP.
+"""A small fake of the Kubernetes API server, for pods and nodes, over real HTTP.
+
+What it is still for. The publisher's Kubernetes side is tested against a real kube-apiserver
+(tests/publisher/test_real_apiserver_*.py); the fake stays where Kubernetes is incidental and
+a deterministic pod list in milliseconds is worth more than a server to start — the etcd-side
+publisher tests (test_publisher.py, _convergence, _identity, _process) and the fault suite
+(tests/faults/world.py, which churns two clusters every 20 ms) — for what a real server
+cannot do on demand (one list answered 6 s late: :attr:`FakeKubeApi.list_delay`), and for
+``bench/publisher_sync.py --api-server fake``. ``make_pod`` also builds the hand-made pods of
+tests/publisher/test_pods.py, many of which a real server would refuse (a name or namespace
+that is not DNS, a port above 65535, an IP that is not one, a ``/`` in a label value): they
+show the publisher survives objects a real server never sends.
+
+Where the real server differs, the fake is the lenient one: it stores any labels, names and
+statuses it is given, and marks a pod terminating by a ``deletionTimestamp`` in the object put
+(a real server sets it only on a graceful delete). A test that needs the server's validation or
+graceful deletion uses the real one.
 
 What the publisher relies on, implemented as the real API server behaves:
 
@@ -10,14 +26,16 @@ What the publisher relies on, implemented as the real API server behaves:
   replayed from the history, then live; a version older than the history window gets an
   ``ERROR`` event with ``code: 410`` (reason ``Expired``); ``allowWatchBookmarks`` adds
   periodic ``BOOKMARK`` events; ``timeoutSeconds`` ends the stream cleanly; with a label
-  selector, an object that stops (starts) matching is sent as ``DELETED`` (``ADDED``);
+  selector, an object that stops (starts) matching is sent as ``DELETED`` (``ADDED``) — the
+  ``DELETED`` one as it last matched, at the new resourceVersion (checked against the real server);
 * every object carries ``metadata.resourceVersion``; versions grow monotonically.
 
 Test hooks: :meth:`FakeKubeApi.compact` (expire the history → 410s), :meth:`FakeKubeApi.drop_watches`
-(cut every open stream mid-flight), :attr:`FakeKubeApi.forbidden` (403 for a resource),
-:attr:`FakeKubeApi.paused` (open watches go silent without closing: a half-open connection),
-:attr:`FakeKubeApi.list_delay` (slow lists), ``GET /api/v1/namespaces/kube-system`` answering
-:attr:`FakeKubeApi.kube_system_uid` (the cluster identity), and request counters.
+(cut every open stream mid-flight), :attr:`FakeKubeApi.list_delay` (slow lists), and
+``GET /api/v1/namespaces/kube-system`` answering :attr:`FakeKubeApi.kube_system_uid` (the
+cluster identity). The hooks for a 403, a silent watch and request counters went with the tests
+that used them: a real server refuses by RBAC, a TCP proxy stalls its watch, and its audit log
+counts the requests (tests/publisher/test_real_apiserver_sources.py).
 """
 
 from __future__ import annotations
@@ -28,7 +46,6 @@ import copy
 import json
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,11 +106,8 @@ class FakeKubeApi:
         self._snapshots: dict[str, list[Obj]] = {}
         self._streams: set[Any] = set()
         self.bookmark_interval = bookmark_interval
-        self.forbidden: set[str] = set()
-        self.paused = False  # while True, open watches deliver nothing (a stalled connection)
         self.list_delay = 0.0  # seconds every list request waits before answering
         self.kube_system_uid = f"0f{id(self) % 10**6:06d}-5a7b-4c1d-9e2f-{int(time.time() * 1000) % 10**12:012d}"
-        self.requests: Counter[str] = Counter()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -231,11 +245,6 @@ class FakeKubeApi:
             return
         resource, namespace = route
         watching = query.get("watch") in ("1", "true", "True")
-        self.requests[f"{'watch' if watching else 'list'} {resource}"] += 1
-        if resource in self.forbidden:
-            self._send_json(handler, 403, self._status(403, "Forbidden", f"{resource} is forbidden: "
-                                                        "User \"system:serviceaccount:test\" cannot list"))
-            return
         if resource == "namespaces":
             if namespace != "kube-system":
                 self._send_json(handler, 404, self._status(404, "NotFound", f"namespaces {namespace!r} not found"))
@@ -329,10 +338,8 @@ class FakeKubeApi:
         next_bookmark = time.monotonic() + self.bookmark_interval
         while time.monotonic() < deadline:
             with self._cond:
-                if position >= len(self._events) or self.paused:
+                if position >= len(self._events):
                     self._cond.wait(min(0.2, max(0.0, next_bookmark - time.monotonic())))
-                if self.paused:
-                    continue
                 pending = self._events[position:]
                 position = len(self._events)
                 current_rv = self._rv
@@ -348,8 +355,11 @@ class FakeKubeApi:
                     yield {"type": "MODIFIED", "object": event.obj}
                 elif now:
                     yield {"type": "ADDED", "object": event.obj}
-                elif was:
-                    yield {"type": "DELETED", "object": event.obj}
+                elif was:  # as the real watch cache: the object as it last matched, at the new version
+                    gone = copy.deepcopy(event.before)
+                    assert gone is not None
+                    gone["metadata"]["resourceVersion"] = str(event.rv)
+                    yield {"type": "DELETED", "object": gone}
             if bookmarks and time.monotonic() >= next_bookmark:
                 last_rv = max(last_rv, current_rv)
                 yield {"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": "v1",

@@ -1,4 +1,9 @@
-"""Fixtures for publisher tests: a fake API server, publisher agents, and etcd ground truth."""
+"""Fixtures for publisher tests: publisher agents, etcd ground truth, and the fake API server.
+
+``kube``/``kubeconfig`` give the HTTP fake (tests/support/fake_kube.py says what it is still
+for); a module that tests the Kubernetes side overrides ``kubeconfig`` to point the same
+``publisher`` fixture at a real kube-apiserver (tests/support/kube_apiserver.py).
+"""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ client is writing on sees a reset at its next write; one it only reads from (a K
 watch) hears nothing at all: the proxy's reader thread is blocked on it, so closing it does not
 take effect — the client is left with a half-open stream, as after a partition.
 :meth:`TcpProxy.drop` ends every open connection at once (the client reads the end of the
-stream, then a reset), as a restarting load balancer does; new connections are not affected.
+stream, then a reset), as a restarting load balancer does; new connections are not affected
+(unless ``refuse``: then it is a cut whose open connections end at once).
 :meth:`TcpProxy.stall` silences every open connection on purpose: it stays open but carries
 nothing more either way (no data, no FIN, no reset), while new connections work.
 :meth:`TcpProxy.cut_after` arms a cut at an exact byte offset of what etcd sends — a stream
@@ -27,6 +28,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._stalled: set[socket.socket] = set()
+        self._clients: set[socket.socket] = set()  # the client's side of each connection
         self._cut = False
         self._closed = False
         self._cut_after: int | None = None
@@ -55,6 +57,7 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets |= {client, upstream}
+                self._clients.add(client)
             for source, sink, downstream in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(target=self._pipe, args=(source, sink, downstream), daemon=True).start()
 
@@ -94,20 +97,29 @@ class TcpProxy:
             with self._lock:
                 self._sockets -= {source, sink}
                 self._stalled -= {source, sink}
+                self._clients -= {source, sink}
 
     def cut(self) -> None:
-        """Drop every connection and refuse new ones."""
+        """Close every connection and refuse new ones (one only read from goes silent: see the module docstring)."""
         self._cut = True
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
             _abort(sock)
 
-    def drop(self) -> None:
-        """End every open connection now: shut down both ways (which also wakes the reader threads)."""
+    def drop(self, refuse: bool = False) -> None:
+        """End every open connection now: shut down both ways (which also wakes the reader threads).
+
+        ``refuse``: new connections are refused too, until :meth:`restore` — a cut whose open
+        connections end at once rather than going silent."""
+        if refuse:
+            self._cut = True
         with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
+            clients = list(self._clients)
+            upstreams = list(self._sockets - self._clients)
+        # Clients first: a reader thread woken by one side closes both, and a socket closed
+        # before its shutdown would leave that side silent (see cut).
+        for sock in [*clients, *upstreams]:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
