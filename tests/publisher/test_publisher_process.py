@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,22 +26,6 @@ from tests.support.publishing import CountMonitor, cluster_info, etcd_addresses
 pytestmark = pytest.mark.registry  # also run against etcd 3.4 in CI (README's test command)
 
 PODS = 20
-
-
-@pytest.fixture
-def spawn(etcd: LocalEtcd, prefix: str, kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., CliProcess]]:
-    started: list[CliProcess] = []
-
-    def start(*extra: str, cluster: str = "cluster-1", ttl: str = "3s") -> CliProcess:
-        process = CliProcess(["publish", "--cluster", cluster, "--kubeconfig", str(kubeconfig), "--lease-ttl", ttl,
-                              "--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}", *extra],
-                             tmp_path / f"publish-{len(started)}.log")
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 @pytest.fixture

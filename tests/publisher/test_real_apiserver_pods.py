@@ -8,18 +8,16 @@ reaches the server through a TCP proxy the test can cut, as a network partition 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-import yaml
 
 from resolver.etcd.gateway import EtcdGateway
 from resolver.publisher import kube_source
 from resolver.records.schema import Keys
 from tests.conftest import eventually
-from tests.support.kube_apiserver import KubeApiServer
+from tests.support.kube_apiserver import KubeApiServer, through
 from tests.support.kubelet import Kubelet
 from tests.support.publishing import etcd_addresses, etcd_records
 from tests.support.tcp_proxy import TcpProxy
@@ -30,20 +28,11 @@ ADMIN = "test-admin"
 
 
 @pytest.fixture
-def proxy(kube_api: KubeApiServer) -> Iterator[TcpProxy]:
-    link = TcpProxy("127.0.0.1", kube_api.port)
-    yield link
-    link.close()
-
-
-@pytest.fixture
 def kubeconfig(kube_api: KubeApiServer, proxy: TcpProxy, tmp_path: Path) -> Path:
     """The admin kubeconfig, through the proxy (the publisher's permissions are test_real_apiserver_rbac's)."""
-    config = yaml.safe_load(kube_api.admin_kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
     path = tmp_path / "publisher.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    path.write_text(kube_api.admin_kubeconfig.read_text())
+    return through(path, proxy)
 
 
 def published(gateway: EtcdGateway, keys: Keys) -> dict[str, str]:

@@ -11,7 +11,7 @@ say so in its own words (a log line naming what to grant), never with a tracebac
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ import yaml
 
 from resolver.demo.processes import CliProcess
 from resolver.etcd.gateway import EtcdGateway
-from resolver.local_etcd import LocalEtcd
 from resolver.records.schema import Keys
 from tests.conftest import eventually
 from tests.support.kube_apiserver import KubeApiServer
@@ -51,22 +50,9 @@ def applied(kube_api: KubeApiServer) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def spawn(etcd: LocalEtcd, prefix: str, kube_api: KubeApiServer, applied: list[dict[str, Any]],
-          tmp_path: Path) -> Iterator[Callable[..., CliProcess]]:
-    """``publish`` processes authenticated as the overlay's ServiceAccount (a bound token)."""
-    kubeconfig = kube_api.token_kubeconfig("dapr-nr-system", "dapr-etcd-publisher", tmp_path / "sa.kubeconfig")
-    started: list[CliProcess] = []
-
-    def start(*extra: str) -> CliProcess:
-        process = CliProcess(["publish", "--cluster", "cluster-1", "--kubeconfig", str(kubeconfig), "--lease-ttl", "5s",
-                              "--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}", *extra],
-                             tmp_path / f"publish-{len(started)}.log")
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
+def kubeconfig(kube_api: KubeApiServer, applied: list[dict[str, Any]], tmp_path: Path) -> Path:
+    """A bound token of the overlay's ServiceAccount, for `spawn` (tests/support/publishing.py)."""
+    return kube_api.token_kubeconfig("dapr-nr-system", "dapr-etcd-publisher", tmp_path / "sa.kubeconfig")
 
 
 def requests_of(events: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -85,7 +71,7 @@ def test_the_granted_permissions_are_exactly_what_the_publisher_uses(
     kubelet.label_node("node-1", "eu-1a")
     kubelet.run_pod("orders-a", "10.0.0.1")
     kubelet.run_pod("payments-a", "10.0.0.2", app_id="payments", namespace="shop")
-    publisher = spawn()
+    publisher = spawn(ttl="5s")
     eventually(lambda: etcd_addresses(gateway, keys, "cluster-1") == {
         "orders-a": "10.0.0.1:50002", "payments-a": "10.0.0.2:50002"}, 60, "both namespaces' pods published")
     info = cluster_info(gateway, keys, "cluster-1")
@@ -141,7 +127,7 @@ def test_one_permission_fewer_is_named_in_the_publishers_own_words(
     kubelet.run_pod("orders-a", "10.0.0.1")
     kube_api.apply(yaml.safe_dump(_without(role, resource, verb)), "--force-conflicts")
     try:
-        publisher = spawn()
+        publisher = spawn(ttl="5s")
         eventually(lambda: said in publisher.log_path.read_text(), 60, f"the publisher to say: {said}")
         if publishes:
             eventually(lambda: etcd_addresses(gateway, keys, "cluster-1") == {"orders-a": "10.0.0.1:50002"}, 60,

@@ -34,7 +34,7 @@ from resolver.etcd.gateway import EtcdGateway
 from resolver.publisher import kube_source
 from resolver.records.schema import Keys
 from tests.conftest import eventually, put_record, record
-from tests.support.kube_apiserver import KubeApiServer
+from tests.support.kube_apiserver import KubeApiServer, running, through
 from tests.support.kubelet import Kubelet, pod_manifest
 from tests.support.publishing import cluster_info, etcd_addresses, etcd_records
 from tests.support.tcp_proxy import TcpProxy
@@ -84,31 +84,15 @@ def role(kube_api: KubeApiServer, account: None) -> Iterator[Callable[..., None]
 
 
 @pytest.fixture
-def proxy(kube_api: KubeApiServer) -> Iterator[TcpProxy]:
-    link = TcpProxy("127.0.0.1", kube_api.port)
-    yield link
-    link.close()
-
-
-@pytest.fixture
 def kubeconfig(kube_api: KubeApiServer, account: None, proxy: TcpProxy, tmp_path: Path) -> Path:
     """The ServiceAccount's bound token, through the proxy."""
-    path = kube_api.token_kubeconfig("default", ACCOUNT, tmp_path / "publisher.kubeconfig")
-    config = yaml.safe_load(path.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return through(kube_api.token_kubeconfig("default", ACCOUNT, tmp_path / "publisher.kubeconfig"), proxy)
 
 
 @pytest.fixture(scope="module")
 def other_kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
     """A second cluster's API server: another etcd, another kube-system UID."""
-    api = KubeApiServer(tmp_path_factory.mktemp("other-kube-apiserver")).start()
-    api.ensure_namespace("default")
-    try:
-        yield api
-    finally:
-        api.close()
+    yield from running(tmp_path_factory.mktemp("other-kube-apiserver"))
 
 
 def published(gateway: EtcdGateway, keys: Keys, cluster: str = "cluster-1") -> dict[str, str]:

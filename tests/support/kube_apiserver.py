@@ -38,6 +38,7 @@ from resolver.local_etcd import LocalEtcd, free_port
 from resolver.local_tls import LocalCA
 from tests.support.kubelet import Kubelet
 from tests.support.peers import peer
+from tests.support.tcp_proxy import TcpProxy
 
 START_TIMEOUT = 180.0
 """Generous: the server starts in a few seconds alone, far slower on a machine running four test workers."""
@@ -207,15 +208,36 @@ class KubeApiServer:
 
 
 
-@pytest.fixture(scope="module")
-def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
-    """One real API server (and its etcd) per test module: each takes a few seconds to start."""
-    api = KubeApiServer(tmp_path_factory.mktemp("kube-apiserver")).start()
+def running(workdir: Path) -> Iterator[KubeApiServer]:
+    """A started server with the ``default`` namespace ready for pods; closed (by PID) afterwards."""
+    api = KubeApiServer(workdir).start()
     api.ensure_namespace("default")
     try:
         yield api
     finally:
         api.close()
+
+
+@pytest.fixture(scope="module")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
+    """One real API server (and its etcd) per test module: each takes a few seconds to start."""
+    yield from running(tmp_path_factory.mktemp("kube-apiserver"))
+
+
+@pytest.fixture
+def proxy(kube_api: KubeApiServer) -> Iterator[TcpProxy]:
+    """A link to the server that a test can cut (tests/support/tcp_proxy.py)."""
+    link = TcpProxy("127.0.0.1", kube_api.port)
+    yield link
+    link.close()
+
+
+def through(kubeconfig: Path, proxy: TcpProxy) -> Path:
+    """The same kubeconfig, pointed at the server through ``proxy``."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    return kubeconfig
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from resolver.config import Settings
-from resolver.demo.processes import wait_until
+from resolver.demo.processes import CliProcess, wait_until
 from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, find_binary, free_port
 from resolver.publisher.agent import PublisherAgent, PublisherOptions
@@ -69,6 +69,23 @@ def etcd_addresses(gateway: EtcdGateway, keys: Keys, cluster: str) -> dict[str, 
 def cluster_info(gateway: EtcdGateway, keys: Keys, cluster: str) -> ClusterInfo | None:
     raw = gateway.get(keys.info(cluster))
     return None if raw is None else ClusterInfo.from_json(raw, cluster)
+
+
+@pytest.fixture
+def spawn(etcd: LocalEtcd, prefix: str, kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., CliProcess]]:
+    """Real ``publish`` processes with the test's ``kubeconfig`` (a module overrides it to change whose)."""
+    started: list[CliProcess] = []
+
+    def start(*extra: str, cluster: str = "cluster-1", ttl: str = "3s") -> CliProcess:
+        process = CliProcess(["publish", "--cluster", cluster, "--kubeconfig", str(kubeconfig), "--lease-ttl", ttl,
+                              "--set", f"etcdEndpoints={etcd.endpoint}", "--set", f"prefix={prefix}", *extra],
+                             tmp_path / f"publish-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
 
 
 class CountMonitor:
