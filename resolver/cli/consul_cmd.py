@@ -1,8 +1,10 @@
 """``consul``: the Consul-compatible catalog — the registry for daprd's stock consul resolver.
 
 Same settings, cache and policies as ``dns`` (the point of view of ``clusterName``); the limits
-and the read token are flags of this process, never something a request can change (their
-defaults and reasons: :mod:`resolver.consul.limits`, ``docs/consul.md``).
+and the tokens are flags of this process, never something a request can change (their
+defaults and reasons: :mod:`resolver.consul.limits`, ``docs/consul.md``). With
+``--write-token-file`` it also takes registrations (:mod:`resolver.consul.agent`) into
+``clusterName``'s range, and withdraws them on SIGTERM as a Consul agent leaving does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from resolver.cli.common import settings_from
 from resolver.cli.preflight import parse_host_port
+from resolver.consul.agent import Agent
 from resolver.consul.catalog import Catalog
 from resolver.consul.index import ChangeFeed
 from resolver.consul.limits import ConsulLimits
@@ -42,6 +45,8 @@ _LIMIT_FLAGS: dict[str, tuple[str, type, str]] = {
     "--default-wait": ("default_wait", float, "seconds a blocking query without wait waits"),
     "--max-request-bytes": ("max_request_bytes", int, "bytes of request line (and body) at most"),
     "--max-entries": ("max_entries", int, "entries in one answer (weights are apportioned within 1/N)"),
+    "--max-registrations": ("max_registrations", int, "services registered at once; more get 429"),
+    "--registration-ttl": ("registration_ttl", float, "seconds a registered record outlives a dead role (its lease)"),
 }
 
 
@@ -57,6 +62,9 @@ def add_consul_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
                          "resolver's daprPortMetaKey (default DAPR_PORT)")
     catalog.add_argument("--token-file", default="", help="a file holding the read token requests must carry "
                          "(X-Consul-Token or ?token=); default: no token")
+    catalog.add_argument("--write-token-file", default="", help="a file holding the token that PUT "
+                         "/v1/agent/service/register and deregister must carry (it is accepted for reads too); "
+                         "default: no registrations (writes get 403)")
     catalog.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus /metrics (0 = off)")
     catalog.add_argument("--list-jitter", type=float, default=1.0,
                          help="wait a random 0..SECONDS before each full list of the registry (default 1; 0 = off)")
@@ -76,17 +84,17 @@ def limits_from(args: argparse.Namespace) -> ConsulLimits:
         raise ConfigError(flag, str(error).split(" ", 1)[1]) from None
 
 
-def read_token(path: str) -> str:
-    """The read token from ``--token-file`` (a file, so the secret is not in the process list)."""
+def read_token(path: str, flag: str = "--token-file") -> str:
+    """A token from ``--token-file`` or ``--write-token-file`` (a file, so the secret is not in the process list)."""
     if not path:
         return ""
     try:
         token = Path(path).read_text().strip()
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise ConfigError("--token-file", f"cannot read {path}: {reason}") from None
+        raise ConfigError(flag, f"cannot read {path}: {reason}") from None
     if not token or not token.isprintable() or len(token) > 512:
-        raise ConfigError("--token-file", f"{path} must hold one printable token of 1 to 512 characters")
+        raise ConfigError(flag, f"{path} must hold one printable token of 1 to 512 characters")
     return token
 
 
@@ -95,6 +103,10 @@ def cmd_consul(args: argparse.Namespace) -> int:
     host, port = parse_host_port("--listen", args.listen, "0.0.0.0")  # noqa: S104 - ":PORT" means all
     limits = limits_from(args)
     token = read_token(args.token_file)
+    write_token = read_token(args.write_token_file, "--write-token-file")
+    if write_token and not settings.cluster_name:
+        raise ConfigError("--write-token-file", "registrations are written under clusterName: set it "
+                          "(--set clusterName=…), ideally a cluster of their own such as vms")
     try:
         namespace = names.check_label(args.namespace, "--namespace")
     except ValueError as error:
@@ -108,14 +120,18 @@ def cmd_consul(args: argparse.Namespace) -> int:
     reader = open_reader(settings, scope="all", list_jitter=args.list_jitter)
     metrics.set_readiness(lambda: reader.synced)
     feed = ChangeFeed(reader.cache).start()
+    agent: Agent | None = None
     try:
         if not reader.wait_synced(settings.initial_sync_wait):
             log.warning("registry not synced after %.1fs: answering from what is known until it is",
                         settings.initial_sync_wait)
         catalog = Catalog(Resolver(settings, reader, caller_namespace=namespace), args.meta_key, limits.max_entries)
+        if write_token:
+            agent = Agent(reader.gateway, settings.cluster_name, namespace, args.meta_key, settings.address_policy,
+                          limits)
         try:
             server = CatalogServer((host, port), catalog, feed, limits, namespace,
-                                   settings.cluster_name or "dapr-etcd-resolver", token)
+                                   settings.cluster_name or "dapr-etcd-resolver", token, agent, write_token)
         except OSError as error:
             raise ConfigError("--listen", f"cannot listen on {host}:{port}: {error.strerror}") from None
         stop = threading.Event()
@@ -132,5 +148,7 @@ def cmd_consul(args: argparse.Namespace) -> int:
         server.server_close()
         return 0
     finally:
+        if agent is not None:
+            agent.leave()  # as a Consul agent leaving: its services' records are withdrawn at once
         feed.stop()
         reader.stop()

@@ -18,6 +18,11 @@ the caps are what bound the role's threads and memory:
   body; more is ``414``/``413`` naming the cap. The standard library caps headers at 100.
 * ``max_entries`` 200 — entries in one answer; weights whose exact repetition needs more are
   apportioned within ``1/max_entries`` (:func:`~resolver.resolution.policy.spread`).
+* ``max_registrations`` 64 — services registered through ``PUT /v1/agent/service/register``
+  at once (each holds a check thread, and a writer thread while passing); one more is ``429``.
+  A role registers the sidecars of its own machine, as a Consul agent does: 64 is plenty.
+* ``registration_ttl`` 15 s — the lease of a registered record (kept alive at a third of it):
+  how long a record outlives a role that died without withdrawing it. 3 s to 300 s.
 """
 
 from __future__ import annotations
@@ -43,15 +48,19 @@ class ConsulLimits:
     default_wait: float = 300.0
     max_request_bytes: int = 16_384
     max_entries: int = 200
+    max_registrations: int = 64
+    registration_ttl: float = 15.0
 
     def __post_init__(self) -> None:
-        for name in ("max_blocking", "max_connections", "max_entries"):
+        for name in ("max_blocking", "max_connections", "max_entries", "max_registrations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 1024 <= self.max_request_bytes <= 1_048_576:
             raise ValueError(f"max_request_bytes must be between 1024 and 1048576, got {self.max_request_bytes}")
         if not 0 < self.idle_timeout <= 3600:
             raise ValueError(f"idle_timeout must be between 0 and 3600 seconds, got {self.idle_timeout:g}")
+        if not 3 <= self.registration_ttl <= 300:
+            raise ValueError(f"registration_ttl must be between 3 and 300 seconds, got {self.registration_ttl:g}")
         for name in ("max_wait", "default_wait"):
             value = getattr(self, name)
             if not 0 < value <= CONSUL_MAX_WAIT:

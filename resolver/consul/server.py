@@ -14,6 +14,10 @@ served path are ``405``):
   the ``filter`` names (:mod:`resolver.consul.filters`), or of every app in the namespace without
   one; ``warning``/``critical``: always empty (a registry record is there or it is not).
 * ``GET /v1/status/leader`` — this catalog's own address, so a client that checks for a leader finds one.
+* ``PUT /v1/agent/service/register`` and ``PUT /v1/agent/service/deregister/:id`` — self-registration
+  (:mod:`resolver.consul.agent`): ``200`` with an empty body as Consul answers, ``400`` naming the
+  bad field, ``404`` for an unknown ID, ``429`` over ``--max-registrations``; they need the write
+  token (``--write-token-file``), else ``403``.
 
 The two health routes are blocking queries: with ``index`` equal to the current index the
 request waits (up to ``wait``) until *its own answer* changes, then answers with the new index;
@@ -22,13 +26,13 @@ exact). Every health answer carries ``X-Consul-Index``, ``X-Consul-KnownLeader: 
 ``X-Consul-LastContact: 0`` — consul/api refuses an answer without the last one.
 
 An optional read token (``--token-file``) is compared in constant time against
-``X-Consul-Token``, ``Authorization: Bearer`` or ``?token=``; missing or wrong is ``403``.
+``X-Consul-Token``, ``Authorization: Bearer`` or ``?token=``; missing or wrong is ``403``. The
+write token is accepted for reads too: Dapr's resolver sends one ``client.token`` for both.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
 import threading
@@ -40,12 +44,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from resolver import __version__
+from resolver.consul.agent import Agent, TooManyRegistrations
 from resolver.consul.catalog import Catalog, Entry
 from resolver.consul.filters import service_names
 from resolver.consul.index import ChangeFeed
 from resolver.consul.limits import LIMITS, ConsulLimits
 from resolver.consul.params import Query, parse_query
-from resolver.errors import InvalidRequest, ValidationError, shown
+from resolver.consul.tokens import Tokens
+from resolver.errors import InvalidRequest, RegistrationRefused, ValidationError, shown
 from resolver.observability import metrics
 from resolver.records import names
 
@@ -63,14 +69,16 @@ class CatalogServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], catalog: Catalog, feed: ChangeFeed, limits: ConsulLimits,
-                 namespace: str, datacenter: str, token: str = "") -> None:
+                 namespace: str, datacenter: str, token: str = "", agent: Agent | None = None,
+                 write_token: str = "") -> None:
         super().__init__(address, CatalogHandler)
+        self.agent = agent
         self.catalog = catalog
         self.feed = feed
         self.limits = limits
         self.namespace = namespace
         self.datacenter = datacenter
-        self.token = token.encode()
+        self.tokens = Tokens.of(token, write_token)
         self._connections = threading.BoundedSemaphore(limits.max_connections)
         self._blocking = 0
         self._blocking_lock = threading.Lock()
@@ -153,16 +161,19 @@ class CatalogHandler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         path, _, raw_query = self.path.partition("?")
-        endpoint, route = self._route(path)
+        endpoint, allowed, route = self._route(path)
         code = 200
         try:
-            self._check_size()
+            self._body = self._check_size()
             if route is None:
                 raise Refusal(404, NOT_FOUND.decode().strip())
-            if method != "GET":
+            if method != allowed:
                 raise Refusal(405, f"method {method} not allowed")
             query = parse_query(raw_query, self.server.namespace, self.server.limits)
-            self._check_token(query)
+            if allowed == "PUT":
+                self._check_write_token(query)
+            else:
+                self._check_token(query)
             route(query)
         except Refusal as refusal:
             code = refusal.code
@@ -180,18 +191,23 @@ class CatalogHandler(BaseHTTPRequestHandler):
         finally:
             metrics.CONSUL_REQUESTS.labels(endpoint, str(code)).inc()
 
-    def _route(self, path: str) -> tuple[str, Callable[[Query], None] | None]:
+    def _route(self, path: str) -> tuple[str, str, Callable[[Query], None] | None]:
+        """``(endpoint label, the one method served, handler)``; no handler: 404."""
         if path == "/v1/agent/self":
-            return "agent_self", self._agent_self
+            return "agent_self", "GET", self._agent_self
         if path == "/v1/status/leader":
-            return "status_leader", self._leader
-        for prefix, endpoint, handler in (("/v1/health/service/", "health_service", self._health_service),
-                                          ("/v1/health/state/", "health_state", self._health_state)):
+            return "status_leader", "GET", self._leader
+        if path == "/v1/agent/service/register":
+            return "agent_service_register", "PUT", self._register
+        for prefix, endpoint, method, handler in (
+                ("/v1/health/service/", "health_service", "GET", self._health_service),
+                ("/v1/health/state/", "health_state", "GET", self._health_state),
+                ("/v1/agent/service/deregister/", "agent_service_deregister", "PUT", self._deregister)):
             if path.startswith(prefix):
-                return endpoint, partial(handler, unquote(path[len(prefix):]))
-        return "other", None
+                return endpoint, method, partial(handler, unquote(path[len(prefix):]))
+        return "other", "GET", None
 
-    def _check_size(self) -> None:
+    def _check_size(self) -> bytes:
         cap = self.server.limits.max_request_bytes
         if len(self.requestline) > cap:
             LIMITS.reached("request_size", f"request line of {len(self.requestline)} bytes")
@@ -203,21 +219,24 @@ class CatalogHandler(BaseHTTPRequestHandler):
             LIMITS.reached("request_size", f"body of {shown(length_text)} bytes")
             self.close_connection = True
             raise Refusal(413, f"request body larger than {cap} bytes (--max-request-bytes)")
-        if length:
-            self.rfile.read(length)
+        return self.rfile.read(length) if length else b""
 
-    def _check_token(self, query: Query) -> None:
-        expected = self.server.token
-        if not expected:
-            return
+    def _given_token(self, query: Query) -> str:
         given = self.headers.get("X-Consul-Token") or query.token
         bearer = self.headers.get("Authorization", "")
         if not given and bearer.lower().startswith("bearer "):
             given = bearer[7:].strip()
-        if not given:
-            raise Refusal(403, "Permission denied: this catalog needs a token (X-Consul-Token header, or ?token=)")
-        if not hmac.compare_digest(given.encode(), expected):
-            raise Refusal(403, "ACL not found")
+        return given
+
+    def _check_token(self, query: Query) -> None:
+        refusal = self.server.tokens.read_refusal(self._given_token(query))
+        if refusal is not None:
+            raise Refusal(403, refusal)
+
+    def _check_write_token(self, query: Query) -> None:
+        refusal = self.server.tokens.write_refusal(self._given_token(query))
+        if refusal is not None or self.server.agent is None:
+            raise Refusal(403, refusal or "Permission denied: self-registration is off")
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -290,6 +309,26 @@ class CatalogHandler(BaseHTTPRequestHandler):
         except ValidationError as error:
             raise InvalidRequest("ns", error.message) from None
 
+    def _register(self, query: Query) -> None:
+        agent = self.server.agent
+        assert agent is not None  # _check_write_token refused otherwise
+        registration = agent.parse(self._body)
+        try:
+            agent.register(registration)
+        except TooManyRegistrations as error:
+            raise Refusal(429, f"{error}; deregister one first") from None
+        except RegistrationRefused as error:
+            raise Refusal(500, str(error)) from None
+        self._send(200, b"", "text/plain; charset=utf-8", {})
+
+    def _deregister(self, service_id: str, query: Query) -> None:
+        agent = self.server.agent
+        assert agent is not None
+        if not agent.deregister(service_id):
+            raise Refusal(404, f"Unknown service ID {shown(service_id)}. Ensure that the service ID is passed, "
+                          "not the service name.")
+        self._send(200, b"", "text/plain; charset=utf-8", {})
+
     # -- blocking queries ----------------------------------------------------------------------
 
     def _blocking_answer(self, query: Query, compute: Callable[[], tuple[Entry, ...]],
@@ -332,7 +371,7 @@ class CatalogHandler(BaseHTTPRequestHandler):
     def _json(self, code: int, body: object, headers: dict[str, str]) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
         extra = {"X-Consul-KnownLeader": "true", "X-Consul-LastContact": "0",
-                 "X-Consul-Default-ACL-Policy": "deny" if self.server.token else "allow", **headers}
+                 "X-Consul-Default-ACL-Policy": "deny" if self.server.tokens.read_required else "allow", **headers}
         self._send(code, data, "application/json", extra)
 
     def _text(self, code: int, message: str) -> None:

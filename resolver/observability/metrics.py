@@ -200,7 +200,13 @@ CONSUL_REQUESTS = Counter("consul_requests", "HTTP requests to the Consul-compat
 CONSUL_BLOCKING = Gauge("consul_blocking_queries", "Blocking queries of the Consul-compatible catalog waiting now",
                         namespace=NAMESPACE)
 CONSUL_LIMIT_REACHED = Counter("consul_limit_reached", "Times a Consul-compatible catalog limit was reached "
-                               "(blocking, connections, request_size, wait)", ["limit"], namespace=NAMESPACE)
+                               "(blocking, connections, request_size, wait, registrations)", ["limit"],
+                               namespace=NAMESPACE)
+CONSUL_REGISTRATIONS = Gauge("consul_registrations", "Services registered with the Consul-compatible catalog, by "
+                             "state (passing: the record is in etcd; critical: withdrawn until its check passes)",
+                             ["state"], namespace=NAMESPACE)
+CONSUL_CHECK_FAILURES = Counter("consul_check_failures", "Failed HTTP health checks of registered services, by "
+                                "reason (status, timeout, error, address)", ["reason"], namespace=NAMESPACE)
 
 # -- component and configuration (hostile clients, limits, forward-compatible keys) --
 CONFIG_UNKNOWN_KEYS = Counter("config_unknown_keys", "Configuration keys this release does not know, ignored "

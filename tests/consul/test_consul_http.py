@@ -50,10 +50,13 @@ def test_agent_self_health_service_and_headers(consul_role, etcd: LocalEtcd, pre
 
 def test_unknown_endpoints_methods_and_bad_parameters(consul_role, etcd: LocalEtcd, prefix: str) -> None:
     role = consul_role(*role_args(etcd, prefix))
-    for path in ("/v1/kv/x", "/v1/catalog/services", "/", "/v1/agent/service/register"):
+    for path in ("/v1/kv/x", "/v1/catalog/services", "/", "/v1/agent/services", "/v1/agent/check/register"):
         reply = role.get(path)
         assert (reply.status, reply.text) == (404, "404 page not found\n")
     assert role.get("/v1/agent/self", method="PUT").status == 405
+    assert role.get("/v1/agent/service/register").status == 405  # served, as PUT only
+    refused = role.get("/v1/agent/service/register", method="PUT")  # this role has no --write-token-file
+    assert refused.status == 403 and "--write-token-file" in refused.text
     for path, words in (("/v1/health/service/orders?index=x", ("index", "'x'")),
                         ("/v1/health/service/orders?index=1&wait=forever", ("wait", "'forever'")),
                         ("/v1/health/service/orders?hash=abc", ("hash",)),

@@ -9,6 +9,12 @@
 //	         {"t": unix seconds, "addr": "host:port"} or {"t": …, "error": "…"}. A line
 //	         {"ready": true} follows Init, and {"done": true} ends the run.
 //	init     Init only: {"init": "ok"} or {"init": "error", "error": "…"}.
+//	register Serve daprd's health endpoint (/v1.0/healthz: 204, or 500 once told "fail") on
+//	         loopback, Init with selfRegister: true (-check-interval: a check of that interval
+//	         instead of Dapr's default 15 s one; -check-url: another check URL; -host: the
+//	         Instance address; -deregister: selfDeregister), print {"init": "ok", "id": …,
+//	         "healthPort": …} (or the error), then read stdin: "fail"/"ok" switch the health
+//	         endpoint, EOF or SIGTERM ends the run with Close: {"closed": "ok"} or the error.
 //	query    One request with consul/api: -path service (Health().Service(-app, passing)),
 //	         state (Health().State("any") with -filter) or self (Agent().Self()), with
 //	         -index/-wait for a blocking query; prints one JSON line with the entries, the
@@ -18,12 +24,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +60,11 @@ type options struct {
 	filter   string
 	index    uint64
 	wait     time.Duration
+
+	host          string
+	checkInterval string
+	checkURL      string
+	deregister    bool
 }
 
 func main() {
@@ -66,6 +83,10 @@ func main() {
 	flag.StringVar(&o.filter, "filter", "", "query mode: the filter expression")
 	flag.Uint64Var(&o.index, "index", 0, "query mode: WaitIndex (0: not blocking)")
 	flag.DurationVar(&o.wait, "wait", 0, "query mode: WaitTime")
+	flag.StringVar(&o.host, "host", "127.0.0.1", "register mode: the Instance address (what is registered)")
+	flag.StringVar(&o.checkInterval, "check-interval", "", "register mode: a check of this Interval (empty: Dapr's default)")
+	flag.StringVar(&o.checkURL, "check-url", "", "register mode: the check's URL (empty: daprd's healthz)")
+	flag.BoolVar(&o.deregister, "deregister", true, "register mode: selfDeregister (deregister on Close)")
 	flag.Parse()
 
 	out := json.NewEncoder(os.Stdout)
@@ -75,6 +96,8 @@ func main() {
 		err = resolve(o, out)
 	case "query":
 		err = query(o, out)
+	case "register":
+		err = register(o, out)
 	default:
 		err = fmt.Errorf("unknown -mode %q", o.mode)
 	}
@@ -178,4 +201,85 @@ func query(o options, out *json.Encoder) error {
 		line["lastContactNs"] = meta.LastContact.Nanoseconds()
 	}
 	return out.Encode(line)
+}
+
+// register plays a self-hosted daprd with selfRegister: its health endpoint, Init, then Close.
+func register(o options, out *json.Encoder) error {
+	var healthy atomic.Bool
+	healthy.Store(true)
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1.0/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if healthy.Load() {
+			w.WriteHeader(http.StatusNoContent) // what daprd answers when healthy
+			return
+		}
+		http.Error(w, "dapr is not ready", http.StatusInternalServerError)
+	})
+	go func() { _ = http.Serve(listener, mux) }()
+	httpPort := listener.Addr().(*net.TCPAddr).Port
+	id := o.app + "-" + o.host + "-" + strconv.Itoa(httpPort) // what the resolver derives
+	configuration := map[string]any{
+		"client":         map[string]any{"address": o.address, "token": o.token},
+		"selfRegister":   true,
+		"selfDeregister": o.deregister,
+	}
+	if o.metaKey != "" {
+		configuration["daprPortMetaKey"] = o.metaKey
+	}
+	if o.checkInterval != "" || o.checkURL != "" {
+		url := o.checkURL
+		if url == "" {
+			url = fmt.Sprintf("http://%s/v1.0/healthz?appid=%s", net.JoinHostPort(o.host, strconv.Itoa(httpPort)), o.app)
+		}
+		interval := o.checkInterval
+		if interval == "" {
+			interval = "15s"
+		}
+		configuration["checks"] = []any{map[string]any{
+			"name": "Dapr Health Status", "checkID": "daprHealth:" + id, "interval": interval, "http": url,
+		}}
+	}
+	resolver := consulnr.NewResolver(logger.NewLogger("consulpeer"))
+	err = resolver.Init(context.Background(), nr.Metadata{
+		Instance: nr.Instance{
+			AppID: o.app, Namespace: o.ns, Address: o.host,
+			DaprHTTPPort: httpPort, DaprInternalPort: 50002, AppPort: 8080,
+		},
+		Configuration: configuration,
+	})
+	if err != nil {
+		return out.Encode(map[string]any{"init": "error", "error": err.Error()})
+	}
+	if err := out.Encode(map[string]any{"init": "ok", "id": id, "healthPort": httpPort}); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		scanner := bufio.NewScanner(os.Stdin)
+		for scanner.Scan() {
+			switch strings.TrimSpace(scanner.Text()) {
+			case "fail":
+				healthy.Store(false)
+				_ = out.Encode(map[string]any{"health": "failing", "t": float64(time.Now().UnixNano()) / 1e9})
+			case "ok":
+				healthy.Store(true)
+				_ = out.Encode(map[string]any{"health": "passing", "t": float64(time.Now().UnixNano()) / 1e9})
+			}
+		}
+		close(done)
+	}()
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-done:
+	case <-stop:
+	}
+	if err := resolver.(interface{ Close() error }).Close(); err != nil {
+		return out.Encode(map[string]any{"closed": "error", "error": err.Error()})
+	}
+	return out.Encode(map[string]any{"closed": "ok"})
 }
