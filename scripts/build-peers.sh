@@ -3,6 +3,8 @@
 #   daprd    github.com/dapr/dapr  cmd/daprd, unchanged, -tags stablecomponents (tests/peers/dapr)
 #   daprd-1.16  dapr/dapr v1.16.5's daprd, the oldest supported minor (tests/peers/dapr-1.16)
 #   daprd-etcd  the same daprd plus our "etcd" name resolver, a client of the pluggable component
+#   daprd-consul  the same daprd plus Dapr's own consul name resolver, registered as the
+#            allcomponents flavor of Dapr's release images does (tests/peers/dapr/daprd-consul)
 #   sentry   github.com/dapr/dapr  cmd/sentry, unchanged (tests/peers/dapr)
 #   coredns  github.com/coredns/coredns, unchanged (go install at the pinned tag)
 #   kube-apiserver, kubectl  k8s.io/kubernetes's own main packages, unchanged (tests/peers/kube)
@@ -76,6 +78,7 @@ daprd_oldest() {
         go build -trimpath -tags stablecomponents -ldflags "$(stamp "$DAPR_OLDEST_VERSION")" -o "$out/daprd-1.16" ./daprd)
 }
 daprd_etcd() { in_module -tags stablecomponents -ldflags "$(stamp "$DAPR_VERSION")" -o "$out/daprd-etcd" ./daprd-etcd; }
+daprd_consul() { in_module -tags stablecomponents -ldflags "$(stamp "$DAPR_VERSION")" -o "$out/daprd-consul" ./daprd-consul; }
 sentry() { in_module -ldflags "$(stamp "$DAPR_VERSION")" -o "$out/sentry" ./sentry; }
 echoapp() { in_module -o "$out/echoapp" ./echoapp; }
 invoker() { in_module -o "$out/invoker" ./invoker; }
@@ -96,6 +99,7 @@ kube_key() { (cd "$here/tests/peers/kube" && cat go.mod go.sum | sha256sum | cut
 build daprd "$DAPR_VERSION-s-$(key daprd)" daprd
 build daprd-1.16 "$DAPR_OLDEST_VERSION-s-$(key daprd dapr-1.16)" daprd_oldest
 build daprd-etcd "$DAPR_VERSION-s-$(key daprd-etcd)-$(key etcdresolver)" daprd_etcd
+build daprd-consul "$DAPR_VERSION-s-$(key daprd-consul)" daprd_consul
 build sentry "$DAPR_VERSION-s-$(key sentry)" sentry
 build echoapp "$(key echoapp)" echoapp
 build invoker "$(key invoker)" invoker

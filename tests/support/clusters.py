@@ -39,7 +39,7 @@ import yaml
 
 from resolver.demo.processes import wait_until
 from resolver.local_etcd import find_binary
-from tests.support import sentry, slots
+from tests.support import consul_mode, sentry, slots
 from tests.support.dns_bridge import NetNs
 from tests.support.peers import ROOT, peer
 from tests.support.pods import Pod
@@ -119,6 +119,8 @@ class Cluster:
                              "--zone", "dapr.internal", "--list-jitter", "0", "--set", etcd, *settings], "dns.log")
         wait_until(lambda: "serving zone" in self.registry_log("dns.log") or self._exited(), 60,
                    f"{self.name}'s DNS bridge")
+        if topology.resolver == "consul":
+            consul_mode.start_role(self, f"{ETCD_IP}:2379", bridge_settings)
         wait_until(lambda: self._exited() or self.registry_run("kdig", f"@{self.coredns_ip}", "+short", "+timeout=1",
                                                              "dapr.internal.", "SOA").strip(),
                    60, f"{self.name}'s CoreDNS to answer the zone from the bridge")
@@ -179,7 +181,8 @@ class Cluster:
 
     def logs(self) -> str:
         parts = [f"--- {self.name} {name}\n{(self.work / name).read_text(errors='replace')[-3000:]}"
-                 for name in ("coredns.log", "sentry.log", "publish.log", "dns.log") if (self.work / name).exists()]
+                 for name in ("coredns.log", "sentry.log", "publish.log", "dns.log", consul_mode.LOG)
+                 if (self.work / name).exists()]
         return "\n".join(parts)
 
     # --- pods -----------------------------------------------------------------------------
@@ -204,6 +207,8 @@ class Cluster:
         if self.topology.resolver == "component":
             configuration = self._start_component(space, work)
             environment["DAPR_COMPONENTS_SOCKETS_FOLDER"] = str(work / "sockets")
+        elif self.topology.resolver == "consul":
+            configuration = consul_mode.configuration(self)
         program = peer(self.topology.daprd)
         resources = work / "resources"  # empty: daprd reloads on any Configuration it finds there
         resources.mkdir(exist_ok=True)
@@ -295,13 +300,15 @@ class Topology:
         """``mtls``: "" (off), ``shared`` (each cluster's sentry issues from one root) or
         ``separate`` (each cluster's sentry has a root of its own). ``resolver``: ``dns`` (stock
         daprd, the kubernetes resolver's template, CoreDNS and the bridge) or ``component``
-        (daprd-etcd, whose "etcd" resolver forwards to a pluggable component in every pod).
+        (daprd-etcd, whose "etcd" resolver forwards to a pluggable component in every pod) or
+        ``consul`` (daprd-consul: Dapr's consul resolver asking each cluster's consul role,
+        tests/support/consul_mode.py).
         ``daprd``: the program of .peers/bin to run as daprd (default: the resolver's)."""
         assert mtls in ("", "shared", "separate"), mtls
-        assert resolver in ("dns", "component"), resolver
+        assert resolver in ("dns", "component", "consul"), resolver
         self.mtls = mtls
         self.resolver = resolver
-        self.daprd = daprd or ("daprd" if resolver == "dns" else "daprd-etcd")
+        self.daprd = daprd or {"dns": "daprd", "component": "daprd-etcd", "consul": consul_mode.DAPRD}[resolver]
         self.work = work
         self.tag = f"dnr{os.getpid() % 100000}-{next(_topologies)}"
         self.spaces: list[NetNs] = []

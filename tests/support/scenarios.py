@@ -115,9 +115,13 @@ class FailoverResult:
 
 
 def failover(topology: Topology, work: Path, app: str = "orders", callers: int = 2,
-             grace: float = 5.0, mode: str = "http", deadline: float = 5.0) -> FailoverResult:
+             grace: float = 5.0, mode: str = "http", deadline: float = 5.0,
+             publish_when_running: bool = False) -> FailoverResult:
     """FailOver: the app scaled to zero in the callers' cluster (record removed, the pod ending
-    ``grace`` seconds later, as a terminating pod does), then back."""
+    ``grace`` seconds later, as a terminating pod does), then back. ``publish_when_running``: the
+    new pod's record is written once its daprd runs (as the Kubernetes source publishes Ready
+    pods), and failback is measured from that write; otherwise from daprd running, the record
+    having been written when the pod was made (the caches of the DNS path are longer than that)."""
     one, two = topology.cluster(1), topology.cluster(2)
     local, remote = one.add_pod(app), two.add_pod(app)
     one.wait_running([local])
@@ -134,9 +138,11 @@ def failover(topology: Topology, work: Path, app: str = "orders", callers: int =
         stopped = time.time()
         one.stop_pod(local)
         group.wait_settled(on(two.name), stopped, 90, "every caller on the other cluster")
-        back = one.add_pod(app)
+        back = one.add_pod(app, publish=not publish_when_running)
         one.wait_running([back])
         returned = time.time()
+        if publish_when_running:
+            one.publish(back)
         group.wait_settled(on(one.name), returned, 120, "every caller back on its own cluster")
     finally:
         group.stop()
