@@ -265,6 +265,8 @@ PRIVATE_SIGNALS = {
     "resolver.dns.answers._Pending", "resolver.dns.answers._Unknown",
     # raised from inside the JSON/YAML parsers' hooks, turned into a ValidationError around the parse
     "resolver.records.strict._Refused", "resolver.records.strict._DuplicateYamlKey",
+    # an HTTP answer other than 200, raised inside the consul role's handler and answered there
+    "resolver.consul.server._Refusal",
 }
 """Not errors of the package: private signals that never reach a caller as themselves."""
 

@@ -32,7 +32,7 @@ import time
 from resolver.consul.checks import CheckState, run_check
 from resolver.consul.limits import LIMITS, ConsulLimits
 from resolver.consul.registration import Registration, parse_registration
-from resolver.errors import RegistrationRefused, RegistryUnavailable
+from resolver.errors import LimitReached, RegistrationRefused, RegistryUnavailable
 from resolver.etcd.gateway import EtcdGateway
 from resolver.observability import metrics
 from resolver.records.addresses import AddressPolicy
@@ -40,10 +40,6 @@ from resolver.records.schema import Keys
 from resolver.writer.sidecar import SelfRegistration, check_write_permission
 
 log = logging.getLogger(__name__)
-
-
-class TooManyRegistrations(Exception):
-    """Over ``--max-registrations``: answered ``429``."""
 
 
 class Registered:
@@ -158,7 +154,7 @@ class Agent:
     def register(self, registration: Registration) -> None:
         """Add or replace a registration (the same one again changes nothing, as re-registering in Consul).
 
-        Raises :class:`TooManyRegistrations` over the cap, and
+        Raises :class:`~resolver.errors.LimitReached` over the cap, and
         :class:`~resolver.errors.RegistrationRefused` when etcd refuses this role's writes.
         """
         service_id = registration.service_id
@@ -173,7 +169,7 @@ class Agent:
                 return
             if previous is None and len(self._services) >= self.limits.max_registrations:
                 LIMITS.reached("registrations", f"{len(self._services)} services registered")
-                raise TooManyRegistrations(f"{len(self._services)} services are registered with this role (cap "
+                raise LimitReached(f"{len(self._services)} services are registered with this role (cap "
                                            f"{self.limits.max_registrations}, --max-registrations)")
             current = self._services[service_id] = Registered(registration, self)
         if previous is not None:

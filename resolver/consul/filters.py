@@ -30,11 +30,9 @@ _TOKEN = re.compile(r"""\s*(?:(?P<string>"(?:[^"\\]|\\.)*"|`[^`]*`)|(?P<op>==|!=
 SUPPORTED = 'ServiceName=="NAME" joined by "or"'
 
 
-class FilterError(InvalidRequest):
-    """A filter outside the supported grammar: the message names the construct."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("filter", f"{message}; supported: {SUPPORTED} (docs/consul.md)")
+def FilterError(message: str) -> InvalidRequest:  # noqa: N802  (raised like the class it builds)
+    """A filter outside the supported grammar: an :class:`InvalidRequest` naming the construct."""
+    return InvalidRequest("filter", f"{message}; supported: {SUPPORTED} (docs/consul.md)")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

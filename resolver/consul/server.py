@@ -44,14 +44,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from resolver import __version__
-from resolver.consul.agent import Agent, TooManyRegistrations
+from resolver.consul.agent import Agent
 from resolver.consul.catalog import Catalog, Entry
 from resolver.consul.filters import service_names
 from resolver.consul.index import ChangeFeed
 from resolver.consul.limits import LIMITS, ConsulLimits
 from resolver.consul.params import Query, parse_query
 from resolver.consul.tokens import Tokens
-from resolver.errors import InvalidRequest, RegistrationRefused, ValidationError, shown
+from resolver.errors import InvalidRequest, LimitReached, RegistrationRefused, ValidationError, shown
 from resolver.observability import metrics
 from resolver.records import names
 
@@ -124,8 +124,8 @@ class CatalogServer(ThreadingHTTPServer):
         metrics.CONSUL_BLOCKING.dec()
 
 
-class Refusal(Exception):
-    """An answer other than 200: status code and a one-line message."""
+class _Refusal(Exception):
+    """An answer other than 200: a status code and a one-line message; caught in CatalogHandler._serve."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -166,16 +166,16 @@ class CatalogHandler(BaseHTTPRequestHandler):
         try:
             self._body = self._check_size()
             if route is None:
-                raise Refusal(404, NOT_FOUND.decode().strip())
+                raise _Refusal(404, NOT_FOUND.decode().strip())
             if method != allowed:
-                raise Refusal(405, f"method {method} not allowed")
+                raise _Refusal(405, f"method {method} not allowed")
             query = parse_query(raw_query, self.server.namespace, self.server.limits)
             if allowed == "PUT":
                 self._check_write_token(query)
             else:
                 self._check_token(query)
             route(query)
-        except Refusal as refusal:
+        except _Refusal as refusal:
             code = refusal.code
             self._text(code, refusal.args[0] + "\n")
         except ValidationError as error:
@@ -212,13 +212,13 @@ class CatalogHandler(BaseHTTPRequestHandler):
         if len(self.requestline) > cap:
             LIMITS.reached("request_size", f"request line of {len(self.requestline)} bytes")
             self.close_connection = True
-            raise Refusal(414, f"request line longer than {cap} bytes (--max-request-bytes)")
+            raise _Refusal(414, f"request line longer than {cap} bytes (--max-request-bytes)")
         length_text = self.headers.get("Content-Length", "0")
         length = int(length_text) if length_text.isascii() and length_text.isdigit() else cap + 1
         if length > cap:
             LIMITS.reached("request_size", f"body of {shown(length_text)} bytes")
             self.close_connection = True
-            raise Refusal(413, f"request body larger than {cap} bytes (--max-request-bytes)")
+            raise _Refusal(413, f"request body larger than {cap} bytes (--max-request-bytes)")
         return self.rfile.read(length) if length else b""
 
     def _given_token(self, query: Query) -> str:
@@ -231,12 +231,12 @@ class CatalogHandler(BaseHTTPRequestHandler):
     def _check_token(self, query: Query) -> None:
         refusal = self.server.tokens.read_refusal(self._given_token(query))
         if refusal is not None:
-            raise Refusal(403, refusal)
+            raise _Refusal(403, refusal)
 
     def _check_write_token(self, query: Query) -> None:
         refusal = self.server.tokens.write_refusal(self._given_token(query))
         if refusal is not None or self.server.agent is None:
-            raise Refusal(403, refusal or "Permission denied: self-registration is off")
+            raise _Refusal(403, refusal or "Permission denied: self-registration is off")
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class CatalogHandler(BaseHTTPRequestHandler):
 
     def _health_service(self, service: str, query: Query) -> None:
         if not service:
-            raise Refusal(400, "Missing service name")
+            raise _Refusal(400, "Missing service name")
         if query.filter:
             raise InvalidRequest("filter", f"{shown(query.filter)}: filters on /v1/health/service are not "
                                  "supported; remove queryOptions.filter from the resolver's configuration")
@@ -282,7 +282,7 @@ class CatalogHandler(BaseHTTPRequestHandler):
 
     def _health_state(self, state: str, query: Query) -> None:
         if state not in STATES:
-            raise Refusal(400, f"Invalid state {shown(state)}: give one of {', '.join(STATES)}")
+            raise _Refusal(400, f"Invalid state {shown(state)}: give one of {', '.join(STATES)}")
         namespace = self._namespace(query)
         catalog = self.server.catalog
         wanted = service_names(query.filter) if query.filter else None
@@ -315,17 +315,17 @@ class CatalogHandler(BaseHTTPRequestHandler):
         registration = agent.parse(self._body)
         try:
             agent.register(registration)
-        except TooManyRegistrations as error:
-            raise Refusal(429, f"{error}; deregister one first") from None
+        except LimitReached as error:
+            raise _Refusal(429, f"{error}; deregister one first") from None
         except RegistrationRefused as error:
-            raise Refusal(500, str(error)) from None
+            raise _Refusal(500, str(error)) from None
         self._send(200, b"", "text/plain; charset=utf-8", {})
 
     def _deregister(self, service_id: str, query: Query) -> None:
         agent = self.server.agent
         assert agent is not None
         if not agent.deregister(service_id):
-            raise Refusal(404, f"Unknown service ID {shown(service_id)}. Ensure that the service ID is passed, "
+            raise _Refusal(404, f"Unknown service ID {shown(service_id)}. Ensure that the service ID is passed, "
                           "not the service name.")
         self._send(200, b"", "text/plain; charset=utf-8", {})
 
@@ -345,7 +345,7 @@ class CatalogHandler(BaseHTTPRequestHandler):
         server = self.server
         if not server.start_blocking():
             LIMITS.reached("blocking", f"{server.limits.max_blocking} blocking queries already wait")
-            raise Refusal(429, f"too many blocking queries in flight (cap {server.limits.max_blocking}, "
+            raise _Refusal(429, f"too many blocking queries in flight (cap {server.limits.max_blocking}, "
                           "--max-blocking); retry later")
         try:
             deadline = time.monotonic() + query.wait
