@@ -1,6 +1,6 @@
 """Stock daprd across two clusters through the DNS bridge, measured in invocations (root, Linux).
 
-    bash scripts/build-peers.sh && sudo .venv/bin/python -m bench.invocation [--resolver dns|component]
+    bash scripts/build-peers.sh && sudo .venv/bin/python -m bench.invocation [--resolver dns|component|consul]
         [--callers 20 --seconds 60]
 
 The topology and scenarios are the test suite's (tests/support/clusters.py, scenarios.py): real
@@ -35,8 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--callers", type=int, default=20, help="callers for the many-caller share (default 20)")
     parser.add_argument("--seconds", type=float, default=60.0, help="share measurement window (default 60)")
-    parser.add_argument("--resolver", choices=("dns", "component"), default="dns",
-                        help="dns: stock daprd through the DNS bridge; component: daprd-etcd and the component")
+    parser.add_argument("--resolver", choices=("dns", "component", "consul"), default="dns",
+                        help="dns: stock daprd through the DNS bridge; component: daprd-etcd and the component; "
+                        "consul: Dapr's consul resolver and the consul role")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-invocation-"))
     topology = Topology(work, BRIDGE_SETTINGS, resolver=args.resolver).start()
@@ -46,7 +47,9 @@ def main() -> None:
         # (termination grace, the caller's own deadline): a deadline under daprd's 20 s cache ends
         # calls to a vanished address before the cached answer does (docs/dns.md).
         for grace, deadline in ((0.0, 5.0), (5.0, 5.0), (5.0, 25.0), (30.0, 5.0)):
-            result = scenarios.failover(topology, work, callers=4, grace=grace, deadline=deadline)
+            # consul: the new pod is published once its daprd runs (the path is faster than its start)
+            result = scenarios.failover(topology, work, callers=4, grace=grace, deadline=deadline,
+                                        publish_when_running=args.resolver == "consul")
             rows.append([f"FailOver, pod ends {grace:.0f} s after its record, caller deadline {deadline:.0f} s",
                          f"{result.failed}", _spread(result.to_remote)])
             rows.append(["  failback (after that run)", "-", _spread(result.failback)])

@@ -18,6 +18,9 @@ and go. The Kubernetes source is tested against an API server of its own; here w
 what daprd does with the registry's answers, and the file source lets a test remove a record
 and stop a pod in the order Kubernetes does (record first, process after the grace period).
 
+In the ``consul`` mode (tests/support/consul_mode.py) the bridge's namespace also runs the
+consul role on port 8500, and pods run daprd with Dapr's consul resolver asking it.
+
 :meth:`Topology.cut_link` separates the two pod networks in the router with ``ip rule``
 (``blackhole``: packets dropped; ``prohibit``: refused at once) while both still reach etcd.
 :meth:`Topology.close` ends every process (by PID) and removes every namespace, also after a
