@@ -5,10 +5,11 @@ Rather than generate one from the other, this module keeps them from drifting: f
 cluster-2, ``helm template`` with ``charts/dapr-etcd-resolver/examples/cluster-N.yaml`` and
 ``kubectl kustomize deploy/overlays/cluster-N`` must yield the same objects with the same
 content, and the chart's options must yield exactly the kit's separate kits (``deploy/monitoring``,
-``deploy/etcd-proxy``). Only what legitimately differs is normalised, and every rule is one of
-the four constants below, applied by :func:`normalise` (Helm's own labels, the generated
-ConfigMaps' hash suffix, the config file's comments; the Namespace, which Helm creates with
-``--create-namespace``). Anything else that differs fails naming the object and the field.
+``deploy/etcd-proxy``; ``deploy/consul``, which the overlay lists). Only what legitimately differs
+is normalised, and every rule is one of the four constants below, applied by :func:`normalise`
+(Helm's own labels, the generated ConfigMaps' hash suffix, the config file's comments; the
+Namespace, which Helm creates with ``--create-namespace``). Anything else that differs fails
+naming the object and the field.
 
 The chart's ``values.schema.json`` must refuse bad values in ``helm template`` and ``helm lint``
 alike, naming the field; its one cross-value rule (a template ``fail``) is refused by ``helm
@@ -21,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import shutil
 import subprocess
 import tomllib
 from collections.abc import Sequence
@@ -31,6 +33,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from resolver.cli.main import build_parser
 from resolver.config import Layer, load_settings
 from tests.support.manifests import kustomize
 from tests.support.peers import peer
@@ -170,8 +173,7 @@ def test_chart_version_follows_the_package_and_runs_the_kits_image() -> None:
     images = yaml.safe_load((ROOT / "deploy/base/kustomization.yaml").read_text())["images"]
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert [(i["newName"], i["newTag"]) for i in images] == [(values["image"]["repository"], meta["appVersion"])]
-    assert values["consul"] == {"enabled": False}  # a placeholder: no template may render the role
-    assert not [p.name for p in (CHART / "templates").iterdir() if "consul" in p.read_text().lower()]
+    assert yaml.safe_load((ROOT / "deploy/consul/kustomization.yaml").read_text())["images"] == images
 
 
 @pytest.mark.parametrize("cluster", CLUSTERS)
@@ -200,7 +202,7 @@ BAD_VALUES: list[tuple[str, tuple[str, ...], object, str]] = [
     ("serviceIP-a-name", ("dnsBridge", "serviceIP"), "dns.example", "/dnsBridge/serviceIP"),
     ("unknown-policy", ("config", "policy"), "Nearest", "/config/policy"),
     ("failover-to-itself", ("config", "failoverOrder"), ["cluster-2", "cluster-1"], "config.failoverOrder"),
-    ("consul-not-released", ("consul", "enabled"), True, "/consul/enabled"),
+    ("consul-replicas-0", ("consul", "replicas"), 0, "/consul/replicas"),
 ]
 
 
@@ -243,18 +245,50 @@ def test_chart_renders_exactly_the_overlays_objects(cluster: str) -> None:
 
 
 OPTIONS = [("monitoring", "deploy/monitoring", ("monitoring.enabled=true",)),
-           ("etcd-proxy", "deploy/etcd-proxy", ("etcdProxy.enabled=true",))]
+           ("etcd-proxy", "deploy/etcd-proxy", ("etcdProxy.enabled=true",)),
+           ("consul", "deploy/consul", ("consul.enabled=true",))]
+LISTED = {"deploy/consul"}
+"""Kits the overlay lists (their placeholders are the cluster's params), rather than applied on their own."""
+
+
+def listed_in_overlay(directory: str, tmp_path: Path) -> dict[Key, Obj]:
+    """What listing ``directory`` in cluster-1's overlay adds to it (as its kustomization says to): on a copy."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", copy)
+    overlay = copy / "overlays/cluster-1/kustomization.yaml"
+    resource = "../../" + directory.removeprefix("deploy/")
+    overlay.write_text(overlay.read_text().replace("  - ../../coredns\n", f"  - ../../coredns\n  - {resource}\n"))
+    plain = by_key(kit("deploy/overlays/cluster-1"))
+    return {k: o for k, o in by_key(kustomize(copy / "overlays/cluster-1")).items() if k not in plain}
 
 
 @pytest.mark.parametrize(("directory", "sets"), [o[1:] for o in OPTIONS], ids=[o[0] for o in OPTIONS])
-def test_each_option_adds_exactly_the_kits_separate_kit(directory: str, sets: tuple[str, ...]) -> None:
-    """monitoring.enabled and etcdProxy.enabled render what ``kubectl apply -k deploy/…`` applies, nothing else."""
+def test_each_option_adds_exactly_the_kits_separate_kit(directory: str, sets: tuple[str, ...], tmp_path: Path) -> None:
+    """Each option renders what ``kubectl apply -k deploy/…`` applies (or listing it adds), nothing else."""
     plain = by_key(chart(example("cluster-1")))
     with_option = by_key(chart(example("cluster-1"), sets))
     added = {k: o for k, o in with_option.items() if k not in plain}
     assert added, f"{sets} added nothing"
-    problems = drift(by_key(kit(directory)), added)
+    kit_objects = listed_in_overlay(directory, tmp_path) if directory in LISTED else by_key(kit(directory))
+    problems = drift(kit_objects, added)
     assert not problems, f"the chart with {sets} and {directory} differ:\n" + "\n".join(problems)
+
+
+def test_the_consul_role_reads_under_the_clusters_name_and_daprd_finds_its_service(tmp_path: Path) -> None:
+    """deploy/consul in the overlay: cluster-1's name and policy, read-only, no registrations; the example dials it."""
+    added = listed_in_overlay("deploy/consul", tmp_path)
+    pod = added[("Deployment", NAMESPACE, "dapr-etcd-consul")]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "consul" and not args.write_token_file  # the publisher registers the pods
+    assert env_of(list(added.values()), "dapr-etcd-consul")["DAPR_NR_CLUSTER_NAME"] == "cluster-1"
+    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["etcd-reader-tls"]
+    assert GENERATED.match(next(v for v in pod["volumes"] if "configMap" in v)["configMap"]["name"])  # the overlay's
+    service = added[("Service", NAMESPACE, "dapr-etcd-consul")]["spec"]["ports"]
+    port = next(p["port"] for p in service if p["name"] == "http")
+    configuration = yaml.safe_load((ROOT / "deploy/examples/consul/configuration.yaml").read_text())
+    address = configuration["spec"]["nameResolution"]["configuration"]["client"]["address"]
+    assert address == f"dapr-etcd-consul.{NAMESPACE}.svc.cluster.local:{port}" and args.listen.endswith(f":{port}")
 
 
 def env_of(objects: list[Obj], deployment: str) -> dict[str, str]:
@@ -314,6 +348,7 @@ EVERYTHING = {
     "dnsBridge": {"serviceIP": "fd00:10:96::53", "nodeSelector": {"pool": "system"}},
     "monitoring": {"enabled": True, "labels": {"release": "prometheus"}},
     "etcdProxy": {"enabled": True, "endpoints": ["etcd-0.example.internal:2379", "etcd-1.example.internal:2379"]},
+    "consul": {"enabled": True, "replicas": 3, "tolerations": [{"key": "system", "operator": "Exists"}]},
 }
 
 

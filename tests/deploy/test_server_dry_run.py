@@ -31,7 +31,7 @@ pytestmark = pytest.mark.xdist_group("kube-apiserver-dry-run")
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = BIN.parent / "crds"
 CHART_EXAMPLES = sorted((ROOT / "charts/dapr-etcd-resolver/examples").glob("*.yaml"))
-CHART_OPTIONS = ("monitoring.enabled=true", "etcdProxy.enabled=true")
+CHART_OPTIONS = ("monitoring.enabled=true", "etcdProxy.enabled=true", "consul.enabled=true")
 
 
 @pytest.fixture(scope="module")
