@@ -134,6 +134,10 @@ class _Refusal(Exception):
 
 class CatalogHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the second waits for the client's
+    # delayed ACK: every answer took ~44 ms, added to each daprd call with useCache off
+    # (bench/consul_watchers.py). TCP_NODELAY: 0.26 ms per ResolveID.
+    disable_nagle_algorithm = True
     server_version = "dapr-etcd-resolver-consul/" + __version__
     sys_version = ""
     server: CatalogServer
