@@ -16,6 +16,9 @@ from resolver.records.schema import Keys
 from tests.conftest import eventually, put_record, record
 from tests.consul.conftest import role_args
 
+LONG_WAIT = 60.0
+"""A blocking query's wait that a prompt answer stays far below, however busy the machine."""
+
 
 def clusters_of(entries: list[dict[str, Any]]) -> Counter[str]:
     return Counter(entry["Node"]["Node"] for entry in entries)
@@ -145,15 +148,17 @@ def test_blocking_query_wakes_on_its_own_change_only(consul_role, etcd: LocalEtc
     put_record(gateway, keys, record("orders", cluster="cluster-2", address="10.2.0.1"))
     role = consul_role(*role_args(etcd, prefix))
     first = role.get("/v1/health/service/orders")
-    # An older index is answered at once.
+    # An older index is answered at once: long before the wait it asked for. Bounds here are
+    # fractions of the requested wait (a busy machine cannot cross them); the milliseconds
+    # themselves are bench/consul_watchers.py's.
     started = time.monotonic()
-    assert role.get(f"/v1/health/service/orders?index={first.index - 1}&wait=5s").status == 200
-    assert time.monotonic() - started < 1
+    assert role.get(f"/v1/health/service/orders?index={first.index - 1}&wait={LONG_WAIT:.0f}s").status == 200
+    assert time.monotonic() - started < LONG_WAIT / 4
     # An unrelated change does not end the wait; the wait ends with the same answer.
     threading.Timer(0.3, lambda: put_record(gateway, keys, record("other", cluster="cluster-2"))).start()
     started = time.monotonic()
     same = role.get(f"/v1/health/service/orders?index={first.index}&wait=1500ms")
-    assert 1.4 < time.monotonic() - started < 3
+    assert 1.4 < time.monotonic() - started < 2 * 1.5
     assert [e["Service"]["ID"] for e in same.json()] == [e["Service"]["ID"] for e in first.json()]
     assert same.index >= first.index
     # Its own change does, within milliseconds of the registry's event.
@@ -164,10 +169,10 @@ def test_blocking_query_wakes_on_its_own_change_only(consul_role, etcd: LocalEtc
         put_record(gateway, keys, record("orders", cluster="cluster-2", address="10.2.0.2"))
 
     threading.Timer(0.3, change).start()
-    woken = role.get(f"/v1/health/service/orders?index={same.index}&wait=10s")
+    woken = role.get(f"/v1/health/service/orders?index={same.index}&wait={LONG_WAIT:.0f}s")
     latency = time.monotonic() - changed_at[0]
     assert woken.index > same.index and len(woken.json()) == 2
-    assert latency < 0.5, latency
+    assert latency < LONG_WAIT / 4, latency  # woken by the change, not by the wait running out
     print(f"blocking query woken {latency * 1000:.0f} ms after the put")
 
 
@@ -178,7 +183,7 @@ def test_wait_is_capped_and_blocking_queries_are_bounded(consul_role, etcd: Loca
     index = role.get("/v1/health/service/orders").index
     started = time.monotonic()
     assert role.get(f"/v1/health/service/orders?index={index}&wait=100h").status == 200
-    assert 0.9 < time.monotonic() - started < 2.5  # cut to --max-wait 1
+    assert 0.9 < time.monotonic() - started < 10 * 1  # cut to --max-wait 1 (from 100 h)
     holders = [threading.Thread(target=role.get, args=(f"/v1/health/service/orders?index={index}&wait=1s",))
                for _ in range(2)]
     for thread in holders:

@@ -91,11 +91,11 @@ def test_waiters_wake_on_a_change_and_on_stop() -> None:
         index = feed.current()
         threading.Timer(0.1, lambda: setattr(cache, "version", 1)).start()
         started = time.monotonic()
-        assert feed.wait_past(index, 5) > index
-        assert time.monotonic() - started < 1
+        assert feed.wait_past(index, 60) > index
+        assert time.monotonic() - started < 60 / 4  # woken by the change, not by the wait running out
         assert feed.wait_past(feed.current(), 0.05) == feed.current()  # a timeout returns the same index
     finally:
         feed.stop()
     started = time.monotonic()
-    feed.wait_past(feed.current(), 5)
-    assert time.monotonic() - started < 0.5  # a stopped feed releases waiters at once
+    feed.wait_past(feed.current(), 60)
+    assert time.monotonic() - started < 60 / 4  # a stopped feed releases waiters at once
