@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from resolver.component import limits
-from resolver.component.self_registration import SelfRegistration, self_record
+from resolver.component.self_registration import self_record
 from resolver.config import Layer, Settings, init_layers, load_settings
 from resolver.config.settings import ServeLimits
 from resolver.errors import ConfigValueError, NotInitialized
@@ -33,6 +33,7 @@ from resolver.records.addresses import AddressPolicy
 from resolver.registry.pool import ReaderPool
 from resolver.registry.supervised import SupervisedReader
 from resolver.resolution.resolver import Resolver
+from resolver.writer.sidecar import SelfRegistration
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,6 @@ from __future__ import annotations
 from resolver.errors import InvalidRequest, ValidationError
 from resolver.records import names
 from resolver.records.schema import EndpointRecord
-from resolver.writer.sidecar import SELF_REGISTRATION_TTL, SelfRegistration, check_write_permission
-
-__all__ = ["SELF_REGISTRATION_TTL", "SelfRegistration", "check_write_permission", "self_record"]
 
 
 def self_record(cluster: str, app_id: str, namespace: str, address: str, internal_port: int) -> EndpointRecord:

@@ -13,7 +13,7 @@ import jsonschema  # type: ignore[import-untyped]  # comes with kubernetes-valid
 import pytest
 import yaml
 
-from resolver.component.self_registration import SelfRegistration, self_record
+from resolver.component.self_registration import self_record
 from resolver.errors import InvalidRecord, ValidationError
 from resolver.etcd.gateway import EtcdGateway
 from resolver.publisher.cluster_ownership import find_conflict
@@ -33,6 +33,7 @@ from resolver.records.schema import (
     RegistryIdentity,
 )
 from resolver.writer.claim import holder
+from resolver.writer.sidecar import SelfRegistration
 from tests.conftest import eventually
 
 KEYS = Keys("/dapr/nr/v1")
