@@ -11,14 +11,16 @@ never import each other (import-linter enforces this; the contracts are in pypro
 5. :mod:`resolver.config` — settings, parsed and validated in one place;
 6. :mod:`resolver.registry` (the read side: the watch-fed cache) ·
    :mod:`resolver.writer` (the write side: records on leases, presence keys);
-7. :mod:`resolver.resolution` (traffic policies and the resolve algorithm) ·
+7. :mod:`resolver.reachability` — probes of other clusters' endpoints, and the gate that leaves
+   the unreachable out of answers (never everything);
+8. :mod:`resolver.resolution` (traffic policies and the resolve algorithm) ·
    :mod:`resolver.security` (etcd RBAC plans);
-8. :mod:`resolver.component` (the Dapr pluggable NameResolution gRPC server) ·
+9. :mod:`resolver.component` (the Dapr pluggable NameResolution gRPC server) ·
    :mod:`resolver.publisher` (fills the registry from Kubernetes or a file; the only package that
    imports ``kubernetes``) · :mod:`resolver.dns` (the same answers as DNS) ·
    :mod:`resolver.consul` (the same answers as Consul's HTTP catalog);
-9. :mod:`resolver.cli` — the ``dapr-etcd-resolver`` command;
-10. :mod:`resolver.demo` — the one-command demo.
+10. :mod:`resolver.cli` — the ``dapr-etcd-resolver`` command;
+11. :mod:`resolver.demo` — the one-command demo.
 
 Outside the order: :mod:`resolver._proto` (generated stubs), :mod:`resolver.local_etcd` and
 :mod:`resolver.local_tls` (a throw-away etcd and CA for the demo and the tests).

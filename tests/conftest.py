@@ -18,7 +18,7 @@ from resolver.local_etcd import LocalEtcd
 from resolver.records.schema import EndpointRecord, Keys
 
 pytest_plugins = ["tests.support.component", "tests.support.publishing", "tests.support.dns_bridge",
-                  "tests.support.kube_apiserver"]
+                  "tests.support.kube_apiserver", "tests.support.probe_targets"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

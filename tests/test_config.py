@@ -183,7 +183,7 @@ def test_deep_nesting_and_huge_values_are_refused_before_parsing(tmp_path: Path)
 
 
 def test_process_limits_come_from_startup_only() -> None:
-    assert set(PROCESS_KEYS) == {"maxInstances", "maxRegistries", "maxStreams", "maxSyncWaits"}
+    assert set(PROCESS_KEYS) == {"maxInstances", "maxRegistries", "maxStreams", "maxSyncWaits", "probeBudget"}
     assert load_settings([set_layer(["maxInstances=5"])]).serve_limits.max_instances == 5
     for key in PROCESS_KEYS:
         with pytest.raises(ConfigValueError, match=rf"{key}.*process-level limit cannot be set through Init"):

@@ -19,6 +19,10 @@ from resolver.config import Layer, Settings, env_layer, file_layer, load_setting
 from resolver.errors import ConfigError, FlagError, RegistryError, ResolverError
 from resolver.etcd import etcd_errors
 from resolver.etcd.connection import EtcdConnection
+from resolver.observability import metrics
+from resolver.reachability import Reachability
+from resolver.reachability import enabled as reachability_enabled
+from resolver.registry.supervised import SupervisedReader
 
 log = logging.getLogger(__name__)
 _connections: list[EtcdConnection] = []
@@ -125,3 +129,14 @@ def run_reporting_errors(command: Callable[[], int]) -> int:
         message, code = describe_error(error)
         print(f"error: {message}", file=sys.stderr)
         return code
+
+
+def start_reachability(settings: Settings, reader: SupervisedReader, role: str) -> Reachability | None:
+    """The role's reachability probing (``reachability`` setting), its ``/reachability`` page
+    served next to /metrics; None when off for this role."""
+    if not reachability_enabled(settings, role):
+        log.info("reachability probing off (reachability=%s in the %s role)", settings.reachability, role)
+        return None
+    reachability = Reachability(settings, reader.cache).start()
+    metrics.set_page("/reachability", reachability.report)
+    return reachability

@@ -16,7 +16,7 @@ import signal
 import threading
 from pathlib import Path
 
-from resolver.cli.common import settings_from
+from resolver.cli.common import settings_from, start_reachability
 from resolver.cli.preflight import parse_host_port
 from resolver.consul.agent import Agent
 from resolver.consul.catalog import Catalog
@@ -119,13 +119,15 @@ def cmd_consul(args: argparse.Namespace) -> int:
     serve_metrics(args.metrics_port)
     reader = open_reader(settings, scope="all", list_jitter=args.list_jitter)
     metrics.set_readiness(lambda: reader.synced)
-    feed = ChangeFeed(reader.cache).start()
+    resolver = Resolver(settings, reader, caller_namespace=namespace,
+                        reachability=start_reachability(settings, reader, "consul"))
+    feed = ChangeFeed(resolver).start()  # the index follows reachability changes too
     agent: Agent | None = None
     try:
         if not reader.wait_synced(settings.initial_sync_wait):
             log.warning("registry not synced after %.1fs: answering from what is known until it is",
                         settings.initial_sync_wait)
-        catalog = Catalog(Resolver(settings, reader, caller_namespace=namespace), args.meta_key, limits.max_entries)
+        catalog = Catalog(resolver, args.meta_key, limits.max_entries)
         if write_token:
             agent = Agent(reader.gateway, settings.cluster_name, namespace, args.meta_key, settings.address_policy,
                           limits)
@@ -151,4 +153,5 @@ def cmd_consul(args: argparse.Namespace) -> int:
         if agent is not None:
             agent.leave()  # as a Consul agent leaving: its services' records are withdrawn at once
         feed.stop()
+        resolver.close()
         reader.stop()

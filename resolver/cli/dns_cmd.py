@@ -19,7 +19,7 @@ from collections.abc import Callable
 import dns.exception
 import dns.name
 
-from resolver.cli.common import settings_from
+from resolver.cli.common import settings_from, start_reachability
 from resolver.config import Settings
 from resolver.dns.answers import DnsAnswers
 from resolver.dns.limits import DnsLimits
@@ -146,13 +146,15 @@ def cmd_dns(args: argparse.Namespace) -> int:
     reader = open_reader(settings, scope="all", list_jitter=args.list_jitter)
     metrics.set_readiness(lambda: reader.synced)  # /readyz: ready once the first sync is done
     lookups = HostLookups(limits)
+    resolver = Resolver(settings, reader, reachability=start_reachability(settings, reader, "dns"))
     try:
-        answers = DnsAnswers(Resolver(settings, reader), zone, ttl=int(settings.dns_ttl), lookups=lookups,
+        answers = DnsAnswers(resolver, zone, ttl=int(settings.dns_ttl), lookups=lookups,
                              ns_addresses=ns_addresses(args.ns_address, host))
         service = DnsService(answers, cache=not args.no_response_cache, limits=limits)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(_serve(service, reader, host, port, settings.initial_sync_wait, zone))
     finally:
+        resolver.close()
         lookups.close()
         reader.stop()
 

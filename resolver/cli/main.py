@@ -109,6 +109,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="each cluster: publisher, identity, lease, "
                                  "renewal, sync, endpoints; clusters gone or in conflict")
     status.add_argument("--output", choices=["table", "json"], default="table")
+    status.add_argument("--reachability", metavar="HOST:PORT", action="append", default=[],
+                        help="also show what this DNS bridge or consul role (its --metrics-port) finds reachable; "
+                        "repeatable")
 
     for name, (module_name, function_name) in _PARSERS.items():
         if only is None or only == name:

@@ -7,6 +7,8 @@ publisher of another identity tried to take is marked ``CONFLICT``. Lease time l
 etcd (the ``info`` key's lease); the last renewal age from the ``heartbeat`` the leading
 publisher rewrites every leaseTTL/3. Unknown keys under ``clusters/{cluster}/`` are ignored
 (a newer publisher may write more). ``--output json`` prints the same, for scripts.
+``--reachability HOST:PORT`` adds what a DNS bridge or consul role finds reachable
+(:mod:`resolver.cli.reachability_view`): that is a property of the asker, not of the registry.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from resolver.cli.common import note_key_range, settings_from
 from resolver.cli.inspect_cmds import print_table
+from resolver.cli.reachability_view import fetch, print_reachability
 from resolver.errors import InvalidRecord
 from resolver.etcd.gateway import EtcdGateway
 from resolver.records.schema import ClusterInfo, ConflictMarker, Heartbeat, Keys, LastSeen, RegistryIdentity
@@ -194,14 +197,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         identity, states = gather(gateway, keys, now)
     finally:
         gateway.close()
+    views = {source: fetch(source) for source in getattr(args, "reachability", [])}
     if getattr(args, "output", "table") == "json":
         print(json.dumps({
             "prefix": settings.prefix,
             "registry": None if identity is None else {"id": identity.id, "createdAt": identity.created_at},
             "clusters": [{**{_camel(k): v for k, v in asdict(s).items()}, "notes": _notes(s, now)} for s in states],
+            **({"reachability": views} if views else {}),
         }, indent=2))
     else:
         _table(identity, states, settings.prefix, now)
+        for source, page in views.items():
+            print_reachability(page, source, now)
     return 0
 
 

@@ -24,11 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from resolver.component import limits
+from resolver.component.caller_zone import CallerZone
 from resolver.component.self_registration import self_record
 from resolver.config import Layer, Settings, init_layers, load_settings
 from resolver.config.settings import ServeLimits
 from resolver.errors import ConfigValueError, NotInitialized
 from resolver.etcd.connection import EtcdConnection
+from resolver.reachability import Reachability, enabled
 from resolver.records.addresses import AddressPolicy
 from resolver.registry.pool import ReaderPool
 from resolver.registry.supervised import SupervisedReader
@@ -65,19 +67,25 @@ class InstanceState:
         record = None
         if settings.self_register:
             record = self_record(settings.cluster_name, caller.app_id, caller.namespace, caller.address,
-                                 caller.internal_port)
+                                 caller.internal_port, settings.zone)
         self.reader: SupervisedReader = pool.acquire(settings)
-        self.resolver = Resolver(settings, self.reader, caller.namespace)
+        self.caller_zone = CallerZone(settings, self.reader, caller.app_id, caller.namespace, caller.address,
+                                      caller.internal_port)
+        # Opt-in (reachability=on): every pod probing would multiply the probe load by the fleet.
+        reachability = Reachability(settings, self.reader.cache).start() if enabled(settings, "component") else None
+        self.resolver = Resolver(settings, self.reader, caller.namespace, reachability=reachability)
         if record is not None:
             try:
                 self.registration = SelfRegistration(self.reader.gateway, record).start()
             except BaseException:
+                self.resolver.close()
                 pool.release(self.reader)
                 raise
 
     def close(self) -> None:
         if self.registration is not None:
             self.registration.stop()
+        self.resolver.close()
         self._pool.release(self.reader)
 
 

@@ -20,8 +20,10 @@ from resolver.records import names
 from resolver.records.schema import EndpointRecord
 
 
-def self_record(cluster: str, app_id: str, namespace: str, address: str, internal_port: int) -> EndpointRecord:
-    """The record for Init's ``instance``; errors name the Init field at fault."""
+def self_record(cluster: str, app_id: str, namespace: str, address: str, internal_port: int,
+                zone: str = "") -> EndpointRecord:
+    """The record for Init's ``instance`` (with the ``zone`` setting, so zone-aware callers can
+    prefer it); errors name the Init field at fault."""
     try:
         names.check_app_id(app_id, "instance.app_id")
         names.check_label(namespace or "default", "instance.namespace")
@@ -31,4 +33,4 @@ def self_record(cluster: str, app_id: str, namespace: str, address: str, interna
         raise InvalidRequest(error.field, f"selfRegister needs a valid sidecar: {error.message}") from None
     instance = names.sanitize_subdomain(f"{address}-{internal_port}")
     return EndpointRecord(app_id=app_id, namespace=namespace or "default", cluster=cluster,
-                          instance=instance, address=address, port=internal_port).validate()
+                          instance=instance, address=address, port=internal_port, zone=zone).validate()

@@ -129,13 +129,14 @@ class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
         return common_pb2.PingResponse()
 
     def _measured(self, context: grpc.ServicerContext, request: nameresolution_pb2.ResolveRequest,
-                  resolve: Callable[[Resolver, Target, int], tuple[Answer, Outcome, Policy]],
+                  resolve: Callable[[Resolver, Target, int, str], tuple[Answer, Outcome, Policy]],
                   fallback: Callable[[str], Answer]) -> Answer:
         """Run one resolve for the caller's instance, counting its outcome and timing it.
 
         The request is validated, and the fallback made, by the resolver (:meth:`Resolver.request`,
         :meth:`Resolver.fallback`): the only thing decided here is where a resolve that must wait
-        for the registry waits (see :meth:`_waited_until_ready`).
+        for the registry waits (see :meth:`_waited_until_ready`). The caller's zone is the
+        instance's (:mod:`resolver.component.caller_zone`).
         """
         started = time.perf_counter()
         policy = "-"
@@ -148,7 +149,7 @@ class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
                 answer = fallback(resolver.fallback(target, port))
                 metrics.count_resolve(Outcome.FALLBACK.value, policy)
                 return answer
-            answer, outcome, chosen = resolve(resolver, target, port)
+            answer, outcome, chosen = resolve(resolver, target, port, state.caller_zone.current())
         except ResolverError as error:
             metrics.count_resolve(_outcome_of(error), policy)
             raise
@@ -177,15 +178,13 @@ class NameResolutionServicer(nameresolution_pb2_grpc.NameResolutionServicer):
     @_answer("ResolveID")
     def ResolveID(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
                   context: grpc.ServicerContext) -> nameresolution_pb2.ResolveResponse:
-        address = self._measured(context, request, lambda resolver, target, port: resolver.answer(target, port), str)
+        address = self._measured(context, request, Resolver.answer, str)
         return nameresolution_pb2.ResolveResponse(address=address)
 
     @_answer("ResolveIDMulti")
     def ResolveIDMulti(self, request: nameresolution_pb2.ResolveRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> nameresolution_pb2.ResolveMultiResponse:
-        addresses = self._measured(context, request,
-                                   lambda resolver, target, port: resolver.answer_multi(target, port),
-                                   lambda address: [address])
+        addresses = self._measured(context, request, Resolver.answer_multi, lambda address: [address])
         return nameresolution_pb2.ResolveMultiResponse(addresses=addresses)
 
     @_answer("Close")

@@ -129,6 +129,37 @@ class Settings:
         "per-cluster address allowlists, cluster=CIDR,…; cluster=hostnames keeps host names"))
     allow_loopback: bool = field(default=False, metadata=_key(
         "allowLoopback", values.parse_bool, "accept loopback addresses in the registry (single machine only)"))
+    reachability: str = field(default="auto", metadata=_key(
+        "reachability", values.choice("auto", "on", "off"), "probe other clusters' endpoints and leave the "
+        "unreachable out of answers: auto is on in the dns and consul roles, off in the component"))
+    probe_interval: float = field(default=2.0, metadata=_key(
+        "probeInterval", duration(0.5, 300.0), "time between probe rounds (±20% jitter)"))
+    probe_timeout: float = field(default=1.0, metadata=_key(
+        "probeTimeout", duration(0.05, 30.0), "a probe's TCP connect deadline"))
+    probe_sample: int = field(default=3, metadata=_key(
+        "probeSample", integer(1, 100), "endpoints probed per cluster per round"))
+    probe_budget: int = field(default=200, metadata=_key(
+        "probeBudget", integer(1, 100_000), "probe connections per second, whole process", process=True))
+    probe_demand_window: float = field(default=60.0, metadata=_key(
+        "probeDemandWindow", duration(1.0, 3600.0), "probe only clusters of apps asked about this recently"))
+    unreachable_after: int = field(default=2, metadata=_key(
+        "unreachableAfter", integer(1, 100), "rounds with every probe of a cluster failing before it is unreachable"))
+    reachable_after: int = field(default=2, metadata=_key(
+        "reachableAfter", integer(1, 100), "good rounds before an unreachable cluster is back"))
+    eject_after: int = field(default=2, metadata=_key(
+        "ejectAfter", integer(1, 100), "consecutive failed probes that eject one endpoint of a reachable cluster"))
+    ejection_time: float = field(default=30.0, metadata=_key(
+        "ejectionTime", duration(1.0, 3600.0), "an ejection lasts this × the endpoint's ejection count (≤ 10×)"))
+    max_ejected_percent: int = field(default=10, metadata=_key(
+        "maxEjectedPercent", integer(0, 100), "most of a cluster's endpoints ejected at once (at least one)"))
+    zone: str = field(default="", metadata=_key(
+        "zone", values.parse_label_value, "the caller's zone (component; else the zone of its own registry record)"))
+    zone_aware: bool = field(default=False, metadata=_key(
+        "zoneAware", values.parse_bool, "prefer endpoints in the caller's zone within the policy's choice"))
+    zone_min_endpoints: int = field(default=2, metadata=_key(
+        "zoneMinEndpoints", integer(1, 1000), "leave the zone when it has fewer endpoints than this"))
+    zone_min_percent: int = field(default=20, metadata=_key(
+        "zoneMinPercent", integer(0, 100), "leave the zone when it holds less than this share of the candidates"))
     max_instances: int = field(default=64, metadata=_key(
         "maxInstances", integer(1, 10_000), "component instances per serve process", process=True))
     max_registries: int = field(default=8, metadata=_key(

@@ -154,6 +154,18 @@ def parse_optional_label(value: object) -> str:
     return str(checked(names.check_label, text)) if text else ""
 
 
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+
+
+def parse_label_value(value: object) -> str:
+    """A Kubernetes label value (``zone``: what ``topology.kubernetes.io/zone`` holds), or ""."""
+    text = parse_string(value)
+    if text and not _LABEL_VALUE.fullmatch(text):
+        raise ValueError(f"{shown(text)} is not a Kubernetes label value (at most 63 of A-Z a-z 0-9 - _ ., "
+                         "alphanumeric at both ends)")
+    return text
+
+
 def parse_cluster_domain(value: object) -> str:
     return str(checked(names.check_subdomain, parse_string(value).rstrip(".")))
 
@@ -285,6 +297,18 @@ def parse_cache_scope(value: object) -> str:
         if scope.lower() == text.lower():
             return scope
     raise ValueError(f"expected all or onDemand, got {shown(text)}")
+
+
+def choice(*options: str) -> Callable[[object], str]:
+    """A parser of one of ``options`` (any case), returned as spelt in ``options``."""
+    def parse(value: object) -> str:
+        text = parse_string(value)
+        for option in options:
+            if option.lower() == text.lower():
+                return option
+        raise ValueError(f"expected {', '.join(options[:-1])} or {options[-1]}, got {shown(text)}")
+
+    return parse
 
 
 def parse_cluster_cidrs(value: object) -> ClusterCIDRs:

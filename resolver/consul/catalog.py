@@ -18,6 +18,11 @@ What Dapr's consul resolver reads (components-contrib ``consul.go``, ``watcher.g
 * No candidate (the policy's fallback) is an **empty list**, as Consul answers an app with no
   healthy instance — daprd then reports "no healthy services found". The ``template`` fallback
   of the component has no Consul equivalent.
+* **Zones** (``zoneAware``): the caller is known by the source address of its request — a pod
+  IP, since daprd connects to the role directly — so its zone is the zone of the registry record
+  with that host (:meth:`Catalog.caller_zone`); a client with no zoned record gets the role's
+  ``zone`` setting, if any, else a cluster-level answer. Each client's answer is its own, and
+  the blocking-query loop recomputes it per client.
 
 Entries are computed deterministically (no random order): the blocking-query loop compares
 answers to decide whether a change concerns a waiting client.
@@ -64,9 +69,20 @@ class Catalog:
         """Validate a service name (an app id, or ``id.namespace``) and a namespace; raises InvalidRequest."""
         return self.resolver.target(service, namespace)
 
-    def entries(self, target: Target, service: str) -> tuple[Entry, ...]:
-        """The weighted entries of one app (empty: no candidate, Consul's "no healthy instance")."""
-        selection = self.resolver.candidates(target).selection
+    def caller_zone(self, client_host: str) -> str | None:
+        """The zone of the record whose host is ``client_host`` (a request's source address); None —
+        the role's ``zone`` setting — when none has one. Asked only under ``zoneAware``: the first
+        question builds the cache's host index."""
+        if not client_host or not self.resolver.zone_rule.aware:
+            return None
+        if client_host.startswith("::ffff:") and "." in client_host:  # IPv4 on a dual-stack socket
+            client_host = client_host[7:]
+        return self.resolver.reader.cache.zone_of_host(client_host) or None
+
+    def entries(self, target: Target, service: str, client_host: str = "") -> tuple[Entry, ...]:
+        """The weighted entries of one app for the client at ``client_host`` (empty: no candidate,
+        Consul's "no healthy instance")."""
+        selection = self.resolver.candidates(target, self.caller_zone(client_host)).selection
         if not selection:
             return ()
         instances = self.resolver.reader.cache.instances(target.namespace, target.app_id)

@@ -280,7 +280,7 @@ class CatalogHandler(BaseHTTPRequestHandler):
                 target = catalog.target(service, namespace)
             except ValidationError:
                 return ()  # not an app id: no such service, as Consul answers an unknown one
-            return catalog.entries(target, service)
+            return catalog.entries(target, service, self.client_address[0])
 
         self._blocking_answer(query, compute, catalog.services_json)
 
@@ -302,7 +302,7 @@ class CatalogHandler(BaseHTTPRequestHandler):
                     target = catalog.target(service, namespace)
                 except ValidationError:
                     continue  # never in the registry: no checks (a watcher of one bad name must not fail all)
-                found.extend(catalog.entries(target, service))
+                found.extend(catalog.entries(target, service, self.client_address[0]))
             return tuple(found)
 
         self._blocking_answer(query, compute, catalog.checks_json)

@@ -20,6 +20,8 @@ as the component), with the rules real resolvers need:
   or when the system resolver says the host does not exist. A lookup that fails or times
   out is SERVFAIL: "we don't know" is never an authoritative "no".
 * Outside the zone → REFUSED. TTL ``dnsTTL``, never longer than a lease TTL.
+* **Cluster-level only**: the asker is CoreDNS (or a node-local cache), not the calling pod, so
+  the caller's availability zone is unknown here and ``zoneAware`` never narrows an answer.
 """
 
 from __future__ import annotations
@@ -140,7 +142,9 @@ class DnsAnswers:
         if name.kind is Kind.NONE:
             return self.nxdomain()
         target = Target(self.spellings.spelling(name.namespace, name.app), name.namespace)
-        selection = self.resolver.candidates(target).selection
+        # "": the asker is CoreDNS or a node cache, not the calling pod, so its zone is unknown
+        # and the answer stays cluster-level whatever zone/zoneAware say (docs/dns.md "Zones").
+        selection = self.resolver.candidates(target, caller_zone="").selection
         if name.kind is Kind.INSTANCE:
             return self._instance(qname, qtype, target, name.instance, resolved)
         if not selection:

@@ -10,9 +10,10 @@
 * **Response cache**, keyed by the query's bytes after the ID (flags, question with its
   spelling, EDNS): a hit is a dict lookup, an ID splice and a weighted draw among the cached
   variants (:mod:`resolver.dns.weights`), with no parsing — cheap enough to run inline in
-  ``datagram_received``. An entry lives while the registry view (``cache.version``) is unchanged and for at
-  most :data:`CACHE_SECONDS`; the table holds at most ``cache_entries`` and is cleared when
-  full (a flood of unique names costs a bounded amount of memory). SERVFAIL is never cached.
+  ``datagram_received``. An entry lives while the registry and reachability view
+  (``Resolver.version``) is unchanged and for at most :data:`CACHE_SECONDS`; the table holds at
+  most ``cache_entries`` and is cleared when full (a flood of unique names costs a bounded
+  amount of memory). SERVFAIL is never cached.
 * An answer that needs a host lookup is *deferred*: the caller awaits :meth:`complete`, at
   most ``pending`` at a time; over that the query gets SERVFAIL at once.
 """
@@ -101,7 +102,7 @@ class DnsService:
     def cached(self, wire: bytes, transport: str) -> bytes | None:
         """The reply from the response cache, or None (the hot path: no parsing)."""
         entry = self._cache.get((transport, wire[2:]))
-        if entry is None or entry.revision != self.answers.resolver.reader.cache.version \
+        if entry is None or entry.revision != self.answers.resolver.version \
                 or time.monotonic() >= entry.expires:
             return None
         entry.counter.inc()
@@ -134,7 +135,7 @@ class DnsService:
         problem = self._refusal(query)
         if problem is not None:
             return self._send(query, transport, problem, None, 0)
-        revision = self.answers.resolver.reader.cache.version  # before computing: never newer than the answer
+        revision = self.answers.resolver.version  # before computing: never newer than the answer
         question = query.question[0]
         answer = self.answers.answer(question.name, question.rdtype)
         if answer.pending:
@@ -150,7 +151,7 @@ class DnsService:
         try:
             lookups = self.answers.lookups
             resolved = {host: await lookups.lookup(host) for host in deferred.hosts}
-            revision = self.answers.resolver.reader.cache.version
+            revision = self.answers.resolver.version
             question = deferred.query.question[0]
             answer = self.answers.answer(question.name, question.rdtype, resolved)
             if answer.pending:  # a second host appeared (the registry changed): do not chase

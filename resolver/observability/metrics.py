@@ -7,6 +7,7 @@ the live registry readers, so it can never drift from the truth.
 
 from __future__ import annotations
 
+import json
 import threading
 import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -320,9 +321,22 @@ def readiness() -> tuple[bool, str]:
     return False, _unready_reason()
 
 
+_pages: dict[str, Callable[[], object]] = {}
+
+
+def set_page(path: str, render: Callable[[], object]) -> None:
+    """Serve ``render()`` as JSON at ``path`` next to /metrics (``/reachability``: what ``status
+    --reachability`` prints). State only the answering process knows has no other home."""
+    _pages[path] = render
+
+
 def _probe_app(metrics_app: WsgiApp) -> WsgiApp:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        page = _pages.get(path)
+        if page is not None:
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(page(), indent=1, sort_keys=True).encode() + b"\n"]
         if path == "/healthz":
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]

@@ -256,8 +256,8 @@ class EndpointRecord:
 
 
 def endpoint_entry(raw: bytes, key_parts: tuple[str, str, str, str],
-                   policy: AddressPolicy = DEFAULT_POLICY) -> tuple[str, float]:
-    """The ``host:port`` and ``updatedAt`` of a record under an already-validated key — the reader's fast path.
+                   policy: AddressPolicy = DEFAULT_POLICY) -> tuple[str, str, float]:
+    """``(host:port, zone, updatedAt)`` of a record under an already-validated key — the reader's fast path.
 
     Same strictness as :meth:`EndpointRecord.from_json` (identity fields must equal the key's,
     which was validated when parsed; address, port, node, zone and updatedAt are checked, and
@@ -282,6 +282,6 @@ def endpoint_entry(raw: bytes, key_parts: tuple[str, str, str, str],
                     and type(node) is str and type(zone) is str and len(node) <= MAX_FIELD
                     and len(zone) <= MAX_FIELD and type(updated) in (int, float) and 0 <= updated <= MAX_TIMESTAMP
                     and policy.host_refusal(cluster, address) is None):
-                return f"{address}:{port}", float(updated)
+                return f"{address}:{port}", zone, float(updated)
     record = EndpointRecord.from_json(raw, key_parts, policy)
-    return record.host_port, record.updated_at
+    return record.host_port, record.zone, record.updated_at

@@ -2,10 +2,10 @@
 
 Shaped for the two things that matter: a resolve is a dict lookup plus a random pick
 (~1 µs), and 100k endpoints fit in well under 150 MB. So the cache keeps no record objects,
-only ``(namespace, app) → cluster → instance → "host:port"``; per app, an immutable
-snapshot ``cluster → tuple(addresses)`` is built on first read after a change and shared by
-all readers without locking (the shapes, and how a key/value pair is decoded into them, are
-:mod:`resolver.registry.entries`).
+only ``(namespace, app) → cluster → instance → "host:port"`` (a zone rides inside that string,
+:mod:`resolver.registry.zone_index`); per app, an immutable snapshot ``cluster → tuple(addresses)``
+and zone map are built on first read after a change and shared by all readers without locking
+(the shapes, and how a key/value pair is decoded into them, are :mod:`resolver.registry.entries`).
 
 Writes come from one reader thread: :meth:`RegistryCache.replace_all` after a (re-)list —
 everything not seen again is dropped, like Cilium's kvstore marking keys stale on re-list —
@@ -30,7 +30,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from resolver.errors import InvalidRecord, RefusedAddress
 from resolver.observability import metrics
@@ -48,26 +47,18 @@ from resolver.registry.entries import (
     Entry,
     Identity,
     Info,
+    ReplaceStats,
     Snapshot,
     Trace,
+    collect,
     decode,
+    replace_stats,
+    stored_values,
 )
 from resolver.registry.liveness import ClusterLiveness
+from resolver.registry.zone_index import NO_ZONES, HostZones, Zones, address_of, stored
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReplaceStats:
-    endpoints: int
-    added: int
-    removed: int
-    skipped: int
-
-
-def _endpoint_keys(apps: dict[AppKey, AppEndpoints]) -> set[tuple[AppKey, str, str]]:
-    return {(key, cluster, instance) for key, app in apps.items()
-            for cluster, instances in app.by_cluster.items() for instance in instances}
 
 
 class RegistryCache:
@@ -82,6 +73,7 @@ class RegistryCache:
         self._clusters: dict[str, ClusterInfo] = {}
         self._withdrawn: frozenset[str] = frozenset()
         self._carry = CarryOver(carry_over)  # its lock is never taken inside _lock (finish takes _lock inside it)
+        self._hosts: HostZones | None = None  # built when zone_of_host is first asked (the consul role)
         self.version = 0
         """Bumped on every change of what lookups see (events, lists, withdrawals): answer caches key on it."""
         self._traces: dict[tuple[str, str], LastSeen | ConflictMarker] = {}
@@ -102,6 +94,24 @@ class RegistryCache:
         app = self._apps.get((namespace, app_id))
         return EMPTY if app is None else app.snapshot(self._lock, self._withdrawn)
 
+    def zones(self, namespace: str, app_id: str) -> Zones:
+        """``host:port → zone`` of one app's endpoints that have a zone: immutable, rebuilt with its snapshot."""
+        app = self._apps.get((namespace, app_id))
+        return NO_ZONES if app is None else app.zones(self._lock, self._withdrawn)
+
+    def zone_of_host(self, host: str) -> str:
+        """The zone of a record whose host is ``host`` (an IP as a socket reports it); "" if none has one.
+
+        The first call builds the index (:class:`~resolver.registry.zone_index.HostZones`), which
+        every later change keeps current."""
+        hosts = self._hosts
+        if hosts is None:
+            with self._lock:
+                hosts = self._hosts
+                if hosts is None:
+                    hosts = self._hosts = HostZones(stored_values(self._apps))
+        return hosts.get(host)
+
     def instances(self, namespace: str, app_id: str) -> dict[tuple[str, str], str]:
         """``(cluster, host:port) → instance name`` of one app (the DNS bridge's SRV targets)."""
         app = self._apps.get((namespace, app_id))
@@ -109,8 +119,8 @@ class RegistryCache:
             return {}
         withdrawn = self._withdrawn
         with self._lock:
-            return {(cluster, address): instance for cluster, instances in app.by_cluster.items()
-                    if cluster not in withdrawn for instance, address in instances.items()}
+            return {(cluster, address_of(value)): instance for cluster, instances in app.by_cluster.items()
+                    if cluster not in withdrawn for instance, value in instances.items()}
 
     def clusters(self) -> Mapping[str, ClusterInfo]:
         return dict(self._clusters)
@@ -187,10 +197,10 @@ class RegistryCache:
         """Every endpoint as ``key → host:port`` (for convergence checks and debugging)."""
         with self._lock:
             return {
-                f"{self.keys.apps}{cluster}/{namespace}/{app_id}/{instance}": address
+                f"{self.keys.apps}{cluster}/{namespace}/{app_id}/{instance}": address_of(value)
                 for (namespace, app_id), app in self._apps.items()
                 for cluster, instances in app.by_cluster.items()
-                for instance, address in instances.items()
+                for instance, value in instances.items()
             }
 
     # -- writes ---------------------------------------------------------------------------
@@ -221,48 +231,23 @@ class RegistryCache:
         With ``new_history`` (etcd was wiped and re-created), the old records of clusters that
         are not yet synced in the new list are carried over instead (see the module docstring).
         """
-        apps: dict[AppKey, AppEndpoints] = {}
-        clusters: dict[str, ClusterInfo] = {}
-        beats: dict[str, tuple[int, float]] = {}
-        identity: RegistryIdentity | None = None
-        traces: dict[tuple[str, str], LastSeen | ConflictMarker] = {}
-        skipped = count = 0
-        for key, value in items:
-            decoded = self._decode_or_skip(key, value)
-            if isinstance(decoded, Endpoint):
-                app = apps.get((decoded.namespace, decoded.app_id))
-                if app is None:
-                    app = apps[(decoded.namespace, decoded.app_id)] = AppEndpoints()
-                app.by_cluster.setdefault(decoded.cluster, {})[decoded.instance] = decoded.address
-                count += 1
-            elif isinstance(decoded, Info):
-                clusters[decoded.cluster] = decoded.info
-            elif isinstance(decoded, Beat):
-                beats[decoded.cluster] = (decoded.beat.seq, decoded.beat.lease_ttl)
-            elif isinstance(decoded, Identity):
-                identity = decoded.identity
-            elif isinstance(decoded, Trace):
-                traces[(decoded.cluster, decoded.leaf)] = decoded.value
-            elif isinstance(decoded, InvalidRecord):
-                skipped += 1
+        view = collect(items, self._decode_or_skip)
         carried: Carried = {}
         if new_history:
             with self._lock:
-                carried = self._carry.carry_into(self._apps, apps, clusters)
-        self.liveness.replace(beats)
+                carried = self._carry.carry_into(self._apps, view.apps, view.clusters)
+        self.liveness.replace(view.beats)
         self._carry.start(carried)  # never inside _lock: _finish_carry takes _lock while holding the carry lock
         with self._lock:
-            old_apps, self._apps = self._apps, apps
-            self._clusters = clusters
-            self.identity = identity
-            self._traces = traces
+            old_apps, self._apps = self._apps, view.apps
+            self._clusters = view.clusters
+            self.identity = view.identity
+            self._traces = view.traces
             self.revision = revision
             self.version += 1
-        if not old_apps:
-            return ReplaceStats(count, count, 0, skipped)
-        old_keys = _endpoint_keys(old_apps)
-        new_keys = _endpoint_keys(apps)
-        return ReplaceStats(count, len(new_keys - old_keys), len(old_keys - new_keys), skipped)
+            if self._hosts is not None:
+                self._hosts = HostZones(stored_values(view.apps))
+        return replace_stats(old_apps, view)
 
     def replace_range(self, prefix: str, items: Iterable[tuple[bytes, bytes]], revision: int) -> int:
         """Replace what the cache holds under ``prefix`` with a fresh read of that range (on-demand scope).
@@ -282,10 +267,11 @@ class RegistryCache:
                 app = self._apps.get((namespace, app_id))
                 old = app.by_cluster.pop(cluster, None) if app is not None else None
                 if app is not None and old is not None:
-                    kept = {instance: address for instance, address in old.items() if instance in carried}
+                    kept = {instance: value for instance, value in old.items() if instance in carried}
                     if kept:
                         app.by_cluster[cluster] = kept
                     app.invalidate()
+                    self._forget_hosts(v for instance, v in old.items() if instance not in kept)
         applied = self.apply(((False, key, value) for key, value in items), max(self.revision, revision))
         if prefix != self.keys.clusters:
             cluster, namespace, app_id, _ = self.keys.parse_endpoint(prefix + "x")
@@ -296,8 +282,16 @@ class RegistryCache:
     def drop_app(self, namespace: str, app_id: str) -> None:
         """Forget one app entirely (the on-demand scope stopped following it)."""
         with self._lock:
-            self._apps.pop((namespace, app_id), None)
+            app = self._apps.pop((namespace, app_id), None)
+            if app is not None:
+                self._forget_hosts(v for instances in app.by_cluster.values() for v in instances.values())
             self.version += 1
+
+    def _forget_hosts(self, values: Iterable[str]) -> None:
+        """These stored values left the cache (call with the lock held)."""
+        if self._hosts is not None:
+            for value in values:
+                self._hosts.replace(value, None)
 
     def _finish_carry(self, cluster: str) -> None:
         """The cluster synced in the new history (or took too long): drop what it did not re-put."""
@@ -352,10 +346,14 @@ class RegistryCache:
             if app is None:
                 app = self._apps[app_key] = AppEndpoints()
             instances = app.by_cluster.setdefault(decoded.cluster, {})
-            if instances.get(decoded.instance) == decoded.address:
+            value = stored(decoded.address, decoded.zone)
+            old = instances.get(decoded.instance)
+            if old == value:
                 return 0
-            instances[decoded.instance] = decoded.address
+            instances[decoded.instance] = value
             app.invalidate()
+            if self._hosts is not None:
+                self._hosts.replace(old, value)
             return 1
 
     def _delete(self, key: str) -> int:
@@ -385,8 +383,10 @@ class RegistryCache:
         with self._lock:
             app = self._apps.get((namespace, app_id))
             instances = app.by_cluster.get(cluster) if app else None
-            if app is None or instances is None or instances.pop(instance, None) is None:
+            value = instances.pop(instance, None) if instances is not None else None
+            if app is None or instances is None or value is None:
                 return 0
+            self._forget_hosts((value,))
             if not instances:
                 del app.by_cluster[cluster]
             if not app.by_cluster:

@@ -83,7 +83,8 @@ def test_alerts_cover_the_failures_an_operator_must_hear_about() -> None:
     read = {name for rule in rules() for name in metric_names(rule["expr"])}
     for needed in ("dapr_nr_registry_connected", "dapr_nr_registry_reader_lag_seconds", "dapr_nr_publisher_synced",
                    "dapr_nr_cluster_gone", "dapr_nr_cluster_conflicts", "dapr_nr_publisher_lease_losses_total",
-                   "dapr_nr_fallback_answers_total", "dapr_nr_dns_queries_total"):
+                   "dapr_nr_fallback_answers_total", "dapr_nr_dns_queries_total", "dapr_nr_cluster_reachable",
+                   "dapr_nr_reachability_fail_open"):
         assert needed in read, f"no alert reads {needed}"
     for rule in rules():
         assert rule["labels"]["severity"] in {"warning", "critical"}
@@ -170,6 +171,20 @@ ALERT_CASES: list[dict[str, object]] = [
      "alert_rule_test": [
          {"eval_time": "20m", "alertname": "DaprNrDnsErrors",
           "exp_alerts": [expected("DaprNrDnsErrors", {"namespace": "dapr-nr-system"})]}]},
+    {"interval": "1m", "input_series": [  # unreachable for 1m (a blip) then for good; fail open from 3m
+        {"series": 'dapr_nr_cluster_reachable{namespace="dapr-nr-system",pod="d",cluster="cluster-2"}',
+         "values": "1 0 1 0 0 0 0 0"},
+        {"series": 'dapr_nr_cluster_reachable{namespace="dapr-nr-system",pod="e",cluster="cluster-2"}',
+         "values": "1x7"},
+        {"series": 'dapr_nr_reachability_fail_open{namespace="dapr-nr-system",pod="d"}',
+         "values": "0 0 0 1 1 1 1 1"}],
+     "alert_rule_test": [
+         {"eval_time": "2m", "alertname": "DaprNrClusterUnreachable", "exp_alerts": []},
+         {"eval_time": "6m", "alertname": "DaprNrClusterUnreachable", "exp_alerts": [expected(
+             "DaprNrClusterUnreachable", {"namespace": "dapr-nr-system", "pod": "d", "cluster": "cluster-2"})]},
+         {"eval_time": "4m", "alertname": "DaprNrReachabilityFailOpen", "exp_alerts": []},
+         {"eval_time": "6m", "alertname": "DaprNrReachabilityFailOpen",
+          "exp_alerts": [expected("DaprNrReachabilityFailOpen", {"namespace": "dapr-nr-system", "pod": "d"})]}]},
     {"interval": "1m", "input_series": [
         {"series": 'dapr_nr_publisher_lease_losses_total{namespace="dapr-nr-system",pod="pub-a"}',
          "values": "0 0 0 1 1"}],

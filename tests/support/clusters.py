@@ -57,6 +57,7 @@ DAPR_CONFIGURATION = ROOT / "deploy" / "examples" / "dns-bridge" / "configuratio
 PLUGGABLE_CONFIGURATION = ROOT / "deploy" / "examples" / "pluggable" / "configuration.yaml"
 NAMESPACE = "default"
 INTERNAL_PORT = 50002
+METRICS_PORT = 9090  # the bridge's /metrics and /reachability
 # The publishers' leases: the default. 5 s was tried and is too short on a loaded machine — a
 # keep-alive answered late let cluster-2's lease expire while 20 daprds started.
 LEASE_TTL = "15s"
@@ -82,6 +83,8 @@ class Cluster:
         self.work = topology.work / self.name
         self.work.mkdir(parents=True, exist_ok=True)
         self.pods: dict[str, Pod] = {}
+        # Clusters after the second only host callees: a publisher and pods, no CoreDNS or bridge.
+        self.callee_only = index > 2
         self._addresses = itertools.count(1)
         self.dns: NetNs | None = None
         self.registry: NetNs | None = None
@@ -100,6 +103,11 @@ class Cluster:
         ip(topology.router, "link", "set", f"br{self.index}", "up")
         self._write_inventory()
         self._write_hosts()
+        if self.callee_only:
+            self.registry = topology.namespace(f"c{self.index}-reg", self.work)
+            self.attach(self.registry, self.bridge_ip)
+            self.start_publisher()
+            return
 
         self.dns = topology.namespace(f"c{self.index}-dns", self.work)
         self.attach(self.dns, self.coredns_ip)
@@ -119,7 +127,8 @@ class Cluster:
         settings = [item for key, value in {"clusterName": self.name, **bridge_settings}.items()
                     for item in ("--set", f"{key}={value}")]
         self.registry.start([sys.executable, "-m", "resolver", "dns", "--listen", f"{self.bridge_ip}:53",
-                             "--zone", "dapr.internal", "--list-jitter", "0", "--set", etcd, *settings], "dns.log")
+                             "--zone", "dapr.internal", "--list-jitter", "0", "--metrics-port", str(METRICS_PORT),
+                             "--set", etcd, *settings], "dns.log")
         wait_until(lambda: "serving zone" in self.registry_log("dns.log") or self._exited(), 60,
                    f"{self.name}'s DNS bridge")
         if topology.resolver == "consul":
@@ -299,14 +308,15 @@ class Topology:
     """The router, etcd and both clusters; :meth:`close` undoes all of it."""
 
     def __init__(self, work: Path, bridge_settings: dict[str, str] | None = None, mtls: str = "",
-                 resolver: str = "dns", daprd: str = "") -> None:
+                 resolver: str = "dns", daprd: str = "", clusters: int = 2) -> None:
         """``mtls``: "" (off), ``shared`` (each cluster's sentry issues from one root) or
         ``separate`` (each cluster's sentry has a root of its own). ``resolver``: ``dns`` (stock
         daprd, the kubernetes resolver's template, CoreDNS and the bridge) or ``component``
         (daprd-etcd, whose "etcd" resolver forwards to a pluggable component in every pod) or
         ``consul`` (daprd-consul: Dapr's consul resolver asking each cluster's consul role,
         tests/support/consul_mode.py).
-        ``daprd``: the program of .peers/bin to run as daprd (default: the resolver's)."""
+        ``daprd``: the program of .peers/bin to run as daprd (default: the resolver's).
+        ``clusters``: 2, or 3 for a third cluster of callees only (10.203.0.0/16)."""
         assert mtls in ("", "shared", "separate"), mtls
         assert resolver in ("dns", "component", "consul"), resolver
         self.mtls = mtls
@@ -320,8 +330,8 @@ class Topology:
         self.dapr_configuration.write_text(DAPR_CONFIGURATION.read_text())
         self._slot = slots.acquire(str(work))
         self.router = self.namespace("rt", work)
-        self.clusters = [Cluster(self, 1), Cluster(self, 2)]
-        self._cut: list[list[str]] = []
+        self.clusters = [Cluster(self, index) for index in range(1, clusters + 1)]
+        self.cut_rules: list[list[str]] = []
 
     def namespace(self, short: str, work: Path) -> NetNs:
         space = NetNs(f"{self.tag}-{short}", work)
@@ -350,18 +360,19 @@ class Topology:
         return self.clusters[index - 1]
 
     # --- faults ---------------------------------------------------------------------------
-    def cut_link(self, how: str = "blackhole") -> None:
-        """Pods of one cluster can no longer reach the other's (``blackhole``: dropped;
-        ``prohibit``: refused at once); etcd stays reachable from both."""
-        one, two = (f"{c.net}.0.0/16" for c in self.clusters)
-        for source, destination in ((one, two), (two, one)):
-            rule = ["rule", "add", "from", source, "to", destination, "priority", "100", how]
-            ip(self.router, *rule)
-            self._cut.append(["rule", "del", "from", source, "to", destination, "priority", "100", how])
+    def cut_link(self, how: str = "blackhole", pairs: Iterable[tuple[int, int]] = ((1, 2),)) -> None:
+        """Pods of each pair of clusters can no longer reach each other (``blackhole``: dropped;
+        ``prohibit``: refused at once); etcd stays reachable from all."""
+        for pair in pairs:
+            one, two = (f"{self.cluster(index).net}.0.0/16" for index in pair)
+            for source, destination in ((one, two), (two, one)):
+                rule = ["rule", "add", "from", source, "to", destination, "priority", "100", how]
+                ip(self.router, *rule)
+                self.cut_rules.append(["rule", "del", *rule[2:]])
 
     def restore_link(self) -> None:
-        while self._cut:
-            ip(self.router, *self._cut.pop())
+        while self.cut_rules:
+            ip(self.router, *self.cut_rules.pop())
 
     # --- looking -------------------------------------------------------------------------
     def answer(self, cluster: Cluster, app: str, through: str = "coredns") -> list[str]:
