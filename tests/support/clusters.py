@@ -198,17 +198,17 @@ class Cluster:
         return "\n".join(parts)
 
     # --- pods -----------------------------------------------------------------------------
-    def add_pod(self, app: str, serve: bool = True, publish: bool = True) -> Pod:
+    def add_pod(self, app: str, serve: bool = True, publish: bool = True, zone: str = "") -> Pod:
         """A pod running daprd for ``app`` (and the echo app when ``serve``), in the registry when
-        ``publish``. Returns once daprd says it is running (wait for the record with
-        :meth:`Topology.wait_answer`)."""
+        ``publish`` (with ``zone``, as the publisher takes it from the node's zone label). Returns
+        once daprd says it is running (wait for the record with :meth:`Topology.wait_answer`)."""
         number = next(self._addresses)
         name = f"{app}-{self.index}-{number}"
         address = f"{self.net}.1.{number}"
         work = self.work / name
         work.mkdir(exist_ok=True)
         space = self.topology.namespace(f"c{self.index}-{app[:6]}{number}", work)
-        pod = Pod(name, app, self, address, space, publish)
+        pod = Pod(name, app, self, address, space, publish, zone=zone)
         self.pods[name] = pod
         self.attach(space, address)
         space.write("resolv.conf", f"search {NAMESPACE}.svc.cluster.local svc.cluster.local cluster.local\n"
@@ -294,7 +294,8 @@ class Cluster:
 
     def _write_inventory(self) -> None:
         entries = [{"appId": p.app, "namespace": NAMESPACE, "instance": p.name, "address": p.address,
-                    "port": INTERNAL_PORT} for p in self.pods.values() if p.published]
+                    "port": INTERNAL_PORT, **({"zone": p.zone} if p.zone else {})}
+                   for p in self.pods.values() if p.published]
         atomic_write(self.work / "inventory.yaml", json.dumps({"endpoints": entries}))
 
     def _write_hosts(self) -> None:

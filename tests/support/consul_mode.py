@@ -12,6 +12,7 @@ daprd asks them.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,21 +29,36 @@ CONFIGURATION = ROOT / "deploy" / "examples" / "consul" / "configuration.yaml"
 PORT = 8500
 DAPRD = "daprd-consul"
 LOG = "consul.log"
+SERVING = "serving the Consul-compatible catalog"
 
 
 def address(cluster: Cluster) -> str:
     return f"{cluster.bridge_ip}:{PORT}"
 
 
-def start_role(cluster: Cluster, etcd: str, settings: dict[str, str]) -> None:
+def start_role(cluster: Cluster, etcd: str, settings: dict[str, str]) -> subprocess.Popen[bytes]:
     """The cluster's consul role, beside its DNS bridge; returns once it listens."""
     assert cluster.registry is not None
     flags = [item for key, value in {"clusterName": cluster.name, **settings}.items()
              for item in ("--set", f"{key}={value}")]
-    cluster.registry.start([sys.executable, "-m", "resolver", "consul", "--listen", address(cluster),
-                            "--list-jitter", "0", "--set", f"etcdEndpoints={etcd}", *flags], LOG)
-    wait_until(lambda: "serving the Consul-compatible catalog" in cluster.registry_log(LOG) or cluster._exited(),
+    serving = cluster.registry_log(LOG).count(SERVING)
+    role = cluster.registry.start([sys.executable, "-m", "resolver", "consul", "--listen", address(cluster),
+                                   "--list-jitter", "0", "--set", f"etcdEndpoints={etcd}", *flags], LOG)
+    wait_until(lambda: cluster.registry_log(LOG).count(SERVING) > serving or cluster._exited(),
                60, f"{cluster.name}'s consul role")
+    return role
+
+
+def restart_role(cluster: Cluster, etcd: str, settings: dict[str, str]) -> None:
+    """Stop the cluster's consul role (SIGTERM) and start it with ``settings``: how an operator
+    changes its configuration. Dapr's resolvers re-ask when their blocking queries break."""
+    assert cluster.registry is not None
+    for process in [p for p in cluster.registry.processes if isinstance(p.args, list) and "consul" in p.args
+                    and p.poll() is None]:
+        process.terminate()
+        process.wait(30)
+        cluster.registry.processes.remove(process)
+    start_role(cluster, etcd, settings)
 
 
 def configuration(cluster: Cluster) -> Path:

@@ -30,6 +30,7 @@ class Pod:
     space: NetNs
     published: bool
     invokers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    zone: str = ""
 
     def daprd_log(self) -> str:
         return self.space.log("daprd.log")
