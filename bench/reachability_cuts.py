@@ -38,6 +38,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dapr-nr-reach-"))
     rows, rates = [], []
+    for mode in ("on", "off"):
+        (work / mode).mkdir()
     with_probes = Topology(work / "on", BRIDGE_SETTINGS, clusters=3).start()
     try:
         for name, run in (("FailOver", reachability_scenarios.failover_cut),

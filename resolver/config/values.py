@@ -281,24 +281,6 @@ def parse_template(value: object) -> Template:
     return Template(parse_string(value))
 
 
-def parse_fallback(value: object) -> str:
-    text = parse_string(value).lower()
-    if text not in ("dns", "none"):
-        raise ValueError(f"expected dns or none, got {shown(text)}")
-    return text
-
-
-CACHE_SCOPES = ("all", "onDemand")
-
-
-def parse_cache_scope(value: object) -> str:
-    text = parse_string(value)
-    for scope in CACHE_SCOPES:
-        if scope.lower() == text.lower():
-            return scope
-    raise ValueError(f"expected all or onDemand, got {shown(text)}")
-
-
 def choice(*options: str) -> Callable[[object], str]:
     """A parser of one of ``options`` (any case), returned as spelt in ``options``."""
     def parse(value: object) -> str:
@@ -309,6 +291,11 @@ def choice(*options: str) -> Callable[[object], str]:
         raise ValueError(f"expected {', '.join(options[:-1])} or {options[-1]}, got {shown(text)}")
 
     return parse
+
+
+parse_fallback = choice("dns", "none")
+CACHE_SCOPES = ("all", "onDemand")
+parse_cache_scope = choice(*CACHE_SCOPES)
 
 
 def parse_cluster_cidrs(value: object) -> ClusterCIDRs:

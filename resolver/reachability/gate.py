@@ -65,7 +65,14 @@ class Reachability:
         return self
 
     def stop(self) -> None:
+        """Stop probing and take this prober's series out of the metrics: a component instance
+        closed or re-initialized must not leave an "unreachable" behind for the alert."""
         self.prober.stop()
+        for cluster in list(self.verdicts.clusters):
+            self._update_gauges(cluster, forgotten=True)
+        if self._failing_open_since:
+            self._failing_open_since = 0.0
+            probe_metrics.FAIL_OPEN.set(0.0)
 
     # -- the answer path -----------------------------------------------------------------------
 
@@ -112,6 +119,8 @@ class Reachability:
                         change.cluster, own, change.lasted, change.detail)
         elif change.what == "ejected":
             log.warning("ejected endpoint %s of cluster %s: %s", change.address, change.cluster, change.detail)
+        elif change.what == "gone":
+            log.info("ejected endpoint %s of cluster %s left the registry", change.address, change.cluster)
         elif change.what == "returned":
             log.info("endpoint %s of cluster %s is back in answers after its ejection (%.0fs)", change.address,
                      change.cluster, change.lasted)
@@ -119,6 +128,7 @@ class Reachability:
             log.info("no caller asked about cluster %s lately: it is no longer probed", change.cluster)
         probe_metrics.REACHABILITY_CHANGES.labels(change.cluster, change.what).inc()
         self._update_gauges(change.cluster, change.what == "forgotten")
+        self._update_fail_open()
 
     def _update_gauges(self, cluster: str, forgotten: bool) -> None:
         verdicts = self.verdicts
@@ -131,14 +141,17 @@ class Reachability:
             state = record.state if record is not None else State.REACHABLE
             probe_metrics.CLUSTER_REACHABLE.labels(cluster).set(1.0 if state is State.REACHABLE else 0.0)
             probe_metrics.ENDPOINTS_EJECTED.labels(cluster).set(len(verdicts.ejected_now(cluster)))
-        failing_open = verdicts.all_others_unreachable()
+
+    def _update_fail_open(self) -> None:
+        failing_open = self.verdicts.all_others_unreachable()
         if failing_open and not self._failing_open_since:
             self._failing_open_since = self._clock()
             log.error("every other probed cluster is unreachable from %s: failing open — answers that have only "
                       "those clusters are served as if probing were off (check the links, or the probes: "
                       "clusterCIDRs, firewalls)", self.settings.cluster_name or "here")
         elif not failing_open and self._failing_open_since:
-            log.warning("no longer failing open: a probed cluster is reachable again after %.0fs",
+            log.warning("no longer failing open after %.0fs: a probed cluster is reachable again (or no longer "
+                        "asked about)",
                         self._clock() - self._failing_open_since)
             self._failing_open_since = 0.0
         probe_metrics.FAIL_OPEN.set(1.0 if failing_open else 0.0)
@@ -146,15 +159,17 @@ class Reachability:
     def report(self) -> dict[str, Any]:
         """``/reachability``: per cluster reachable or unreachable since when, its ejected endpoints."""
         verdicts = self.verdicts
+        records, endpoint_records = verdicts.copied()
         clusters = {}
-        for cluster, record in sorted(verdicts.clusters.items()):
-            endpoints = verdicts.endpoints.get(cluster, {})
+        for cluster, record in sorted(records.items()):
+            endpoints = endpoint_records.get(cluster, {})
             clusters[cluster] = {
                 "state": "own cluster" if cluster == verdicts.own_cluster else record.state.value,
                 "since": record.since, "badRounds": record.bad_rounds, "goodRounds": record.good_rounds,
                 "lastRound": record.last_round, "lastError": record.last_error,
                 "probes": record.probes, "failedProbes": record.failures,
-                "ejected": {address: {"until": r.ejected_until, "ejections": r.ejections, "error": r.last_error}
+                "ejected": {address: {"until": time.time() + r.ejected_until - time.monotonic(),
+                                      "ejections": r.ejections, "error": r.last_error}
                             for address, r in sorted(endpoints.items()) if r.ejected_until},
             }
         for cluster in sorted(self.prober.unprobed):

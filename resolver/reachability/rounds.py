@@ -138,6 +138,7 @@ class Prober:
         clusters = self._demanded_endpoints()
         report = RoundReport()
         plan: dict[str, list[str]] = {}
+        suspects: dict[str, frozenset[str]] = {}
         known: dict[str, int] = {}
         for cluster, addresses in clusters.items():
             probeable = [a for a in addresses if self._target(cluster, a) is not None]
@@ -146,7 +147,7 @@ class Prober:
                 continue
             self.verdicts.prune(cluster, addresses)
             known[cluster] = len(probeable)
-            plan[cluster] = self._sample(cluster, probeable)
+            plan[cluster], suspects[cluster] = self._sample(cluster, probeable)
         self.unprobed = frozenset(report.unprobed)
         probe_metrics.UNPROBED_CLUSTERS.set(len(report.unprobed))
         self.verdicts.forget(set(plan))
@@ -157,7 +158,9 @@ class Prober:
             plan = _fair_cut(plan, granted)
         order = [(cluster, address) for cluster, chosen in plan.items() for address in chosen]
         targets = [self._target(cluster, address) for cluster, address in order]
-        results = connect_all([t for t in targets if t is not None], self.settings.probe_timeout)
+        results = connect_all([t for t in targets if t is not None], self.settings.probe_timeout, self._stop)
+        if self._stop.is_set():
+            return report  # stopping: an interrupted round proves nothing
         by_cluster: dict[str, dict[str, str | None]] = {}
         for (cluster, address), result in zip(order, results, strict=True):
             by_cluster.setdefault(cluster, {})[address] = result
@@ -166,7 +169,7 @@ class Prober:
             probe_metrics.PROBES.labels(cluster, "ok").inc(len(outcome) - failed)
             probe_metrics.PROBES.labels(cluster, "failed").inc(failed)
             report.probed[cluster] = len(outcome)
-            self.verdicts.record_round(cluster, outcome, known[cluster])
+            self.verdicts.record_round(cluster, outcome, known[cluster], suspects[cluster])
         return report
 
     def _demanded_endpoints(self) -> dict[str, set[str]]:
@@ -183,15 +186,16 @@ class Prober:
                 clusters.setdefault(cluster, set()).update(addresses)
         return clusters
 
-    def _sample(self, cluster: str, probeable: list[str]) -> list[str]:
+    def _sample(self, cluster: str, probeable: list[str]) -> tuple[list[str], frozenset[str]]:
+        """Random draws first, then suspects in at most half the slots (so every round has a
+        fresh draw to judge the cluster by); returns the probes and which of them are suspects."""
         size = self.settings.probe_sample
         ejected = self.verdicts.ejected_now(cluster)
         present = set(probeable)
-        chosen = [a for a in self.verdicts.suspects(cluster) if a in present][:size]
-        rest = [a for a in probeable if a not in ejected and a not in chosen]
-        if len(chosen) < size and rest:
-            chosen += self.rng.sample(rest, min(size - len(chosen), len(rest)))
-        return chosen
+        suspects = [a for a in self.verdicts.suspects(cluster) if a in present][:size // 2]
+        rest = [a for a in probeable if a not in ejected and a not in suspects]
+        drawn = self.rng.sample(rest, min(size - len(suspects), len(rest)))
+        return drawn + suspects, frozenset(suspects)
 
     def _target(self, cluster: str, address: str) -> tuple[str, int] | None:
         """``(ip, port)`` when ``address`` may be probed (an IP inside the cluster's CIDRs)."""
@@ -215,7 +219,8 @@ class Prober:
 
 
 def _fair_cut(plan: dict[str, list[str]], granted: int) -> dict[str, list[str]]:
-    """Probes in turn, one per cluster, until ``granted`` are handed out."""
+    """Probes in turn, one per cluster, until ``granted`` are handed out (a cluster's plan lists
+    its random draws first, so a cut keeps them and drops suspects)."""
     cut: dict[str, list[str]] = {cluster: [] for cluster in plan}
     depth = 0
     while granted > 0:

@@ -5,10 +5,14 @@ answer path through an immutable :class:`View` swapped in whole on every change 
 one attribute, never a lock). Two levels, as Istio separates locality failover from outlier
 detection:
 
-* **Cluster**: a round of a cluster is *bad* when every probe of it failed, *good* when any
-  succeeded. ``unreachableAfter`` bad rounds in a row make the cluster unreachable (it leaves
-  the candidate set); ``reachableAfter`` good rounds in a row bring it back. One success is
-  enough for a good round because a partly broken cluster is the endpoint level's business.
+* **Cluster**: a round of a cluster is *good* when any probe succeeded, *bad* when every probe
+  failed and at least one of them was a fresh random draw. Probes of *suspects* alone (endpoints
+  already known to fail, re-probed to decide their ejection) prove nothing about the cluster:
+  such a round leaves the cluster's counters as they are — otherwise a few dead endpoints of a
+  healthy cluster could fill the sample and take the whole cluster out. ``unreachableAfter``
+  bad rounds in a row make the cluster unreachable (it leaves the candidate set);
+  ``reachableAfter`` good rounds in a row bring it back. One success is enough for a good round
+  because a partly broken cluster is the endpoint level's business.
   The caller's own cluster is never judged: the prober shares its network, so "all of my own
   cluster fails" means this process is cut off, and hiding the local cluster would only turn
   that into fallback answers.
@@ -17,7 +21,9 @@ detection:
   multiplying base time), while at most ``maxEjectedPercent`` of the cluster's known endpoints
   are ejected at once (at least one, as Envoy does, unless the percentage is 0). When its time
   is up it returns; one more failed probe ejects it again, for longer. Failures in a bad round
-  are not held against endpoints: the cluster is the problem.
+  are not held against endpoints: the cluster is the problem. An endpoint the cap keeps from
+  being ejected stops being a suspect (it is drawn at random like the rest). Ejection times run
+  on the monotonic clock (an NTP step must not lengthen or end them); ``since`` is wall time.
 
 Every change is reported through ``on_change`` (one log line, one metric update) and bumps
 :attr:`Verdicts.version`, which the resolver's memo and the DNS response cache compare.
@@ -25,6 +31,7 @@ Every change is reported through ``on_change`` (one log line, one metric update)
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -56,7 +63,7 @@ class Change:
     """One state change, for the log line and the metrics."""
 
     cluster: str
-    what: str  # "unreachable" | "reachable" | "ejected" | "returned" | "forgotten"
+    what: str  # "unreachable" | "reachable" | "ejected" | "returned" | "gone" | "forgotten"
     address: str = ""
     detail: str = ""
     lasted: float = 0.0  # seconds in the previous state (reachable again / returned)
@@ -94,6 +101,7 @@ class EndpointRecord:
     ejected_until: float = 0.0
     ejected_at: float = 0.0
     last_error: str = ""
+    capped: bool = False  # due for ejection but kept by the cap: no longer re-probed first
 
 
 class Verdicts:
@@ -101,11 +109,12 @@ class Verdicts:
 
     def __init__(self, own_cluster: str, thresholds: Thresholds,
                  on_change: Callable[[Change], None] = lambda change: None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.own_cluster = own_cluster
         self.thresholds = thresholds
         self._on_change = on_change
         self._clock = clock
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self.clusters: dict[str, ClusterRecord] = {}
         self.endpoints: dict[str, dict[str, EndpointRecord]] = {}
@@ -116,20 +125,25 @@ class Verdicts:
         return self.view.version
 
     def suspects(self, cluster: str) -> list[str]:
-        """Endpoints with failed probes that are not ejected: probed first next round, so an
-        ejection needs ``ejectAfter`` rounds, not a lucky draw among a thousand endpoints."""
-        return [a for a, r in self.endpoints.get(cluster, {}).items() if r.failures and not r.ejected_until]
+        """Endpoints with failed probes, not ejected and not held back by the cap: re-probed in the
+        next round (in at most half its slots), so an ejection needs ``ejectAfter`` rounds, not a
+        lucky draw among a thousand endpoints."""
+        return [a for a, r in self.endpoints.get(cluster, {}).items()
+                if r.failures and not r.ejected_until and not r.capped]
 
     def ejected_now(self, cluster: str) -> frozenset[str]:
         return self.view.ejected.get(cluster, frozenset())
 
-    def record_round(self, cluster: str, results: Mapping[str, str | None], known: int) -> list[Change]:
+    def record_round(self, cluster: str, results: Mapping[str, str | None], known: int,
+                     suspects: frozenset[str] = frozenset()) -> list[Change]:
         """One round of ``cluster``: ``results`` maps each probed address to None (connected) or
         the error; ``known`` is how many endpoints of the cluster are being asked about (the
-        base of the ejection cap). Returns (and reports) the changes."""
+        base of the ejection cap); ``suspects`` are the probed addresses that were chosen as
+        suspects, not drawn at random. Returns (and reports) the changes."""
         if not results:
             return []
         now = self._clock()
+        fresh = any(address not in suspects for address in results)
         changes: list[Change] = []
         with self._lock:
             record = self.clusters.setdefault(cluster, ClusterRecord())
@@ -139,10 +153,10 @@ class Verdicts:
             record.probes += len(results)
             record.failures += len(errors)
             record.last_error = errors[-1] if errors else ""
-            if cluster != self.own_cluster:
+            if cluster != self.own_cluster and (good or fresh):
                 changes += self._judge_cluster(cluster, record, good, len(errors), len(results), now)
             if good:
-                changes += self._judge_endpoints(cluster, results, known, now)
+                changes += self._judge_endpoints(cluster, results, known, self._monotonic())
             if changes:
                 self._publish()
         for change in changes:
@@ -151,7 +165,7 @@ class Verdicts:
 
     def expire(self) -> list[Change]:
         """Return endpoints whose ejection time is up (called before each round)."""
-        now = self._clock()
+        now = self._monotonic()
         changes = []
         with self._lock:
             for cluster, records in self.endpoints.items():
@@ -184,15 +198,26 @@ class Verdicts:
             self._on_change(change)
         return changes
 
-    def prune(self, cluster: str, current: set[str]) -> None:
+    def prune(self, cluster: str, current: set[str]) -> list[Change]:
         """Forget endpoint records of addresses the registry no longer holds (a deleted pod)."""
+        changes = []
         with self._lock:
-            records = self.endpoints.get(cluster)
-            gone = [a for a in records if a not in current] if records else []
-            for address in gone:
-                del records[address]  # type: ignore[union-attr]
-            if any(True for _ in gone):
+            records = self.endpoints.get(cluster, {})
+            for address in [a for a in records if a not in current]:
+                if records.pop(address).ejected_until:
+                    changes.append(Change(cluster, "gone", address))
+            if changes:
                 self._publish()
+        for change in changes:
+            self._on_change(change)
+        return changes
+
+    def copied(self) -> tuple[dict[str, ClusterRecord], dict[str, dict[str, EndpointRecord]]]:
+        """The records, copied under the lock (the status page reads them from another thread)."""
+        with self._lock:
+            return ({c: dataclasses.replace(r) for c, r in self.clusters.items()},
+                    {c: {a: dataclasses.replace(r) for a, r in records.items()}
+                     for c, records in self.endpoints.items()})
 
     def all_others_unreachable(self) -> bool:
         """Every judged cluster other than our own is unreachable (the fail-open case)."""
@@ -233,6 +258,7 @@ class Verdicts:
             record = records.setdefault(address, EndpointRecord())
             record.failures += 1
             record.last_error = error
+            record.capped = record.failures >= limits.eject_after and ejected >= cap
             if record.failures >= limits.eject_after and not record.ejected_until and ejected < cap:
                 record.ejections = min(record.ejections + 1, MAX_EJECTION_MULTIPLIER)
                 record.ejected_at = now

@@ -182,7 +182,8 @@ class Resolver:
         gate = self.reachability
         gate_version = 0
         if gate is not None:
-            gate.asked(target.namespace, target.app_id)
+            if endpoints:  # only apps the registry holds: random names must not grow the demand set
+                gate.asked(target.namespace, target.app_id)
             gate_version = gate.version
         memo = self._selections.get(target)
         if memo is not None and shared and memo[0] is endpoints and memo[1] == gate_version:
@@ -198,6 +199,13 @@ class Resolver:
         else:
             gated = endpoints
         selection = policy.select(gated, self.settings.cluster_name) if gated else ()
+        if not selection and gated is not endpoints and endpoints:
+            # Gating left the policy nothing (Locality's only local endpoint ejected, or only
+            # weight-0 clusters left): fail open here too — never remove the last option.
+            selection = policy.select(endpoints, self.settings.cluster_name)
+            if selection:
+                failed_open = True
+                gate.count_fail_open()  # type: ignore[union-attr]  # gated is endpoints without a gate
         if shared:
             if len(self._selections) >= MEMO_LIMIT:
                 self._selections.clear()

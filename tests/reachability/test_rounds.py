@@ -8,12 +8,16 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
 import pytest
+from prometheus_client import REGISTRY
 
 from resolver.config import Layer, Settings, load_settings
 from resolver.reachability import Reachability
 from resolver.reachability.probes import connect_all
 from resolver.reachability.rounds import ProbeBudget, Prober
 from resolver.reachability.verdicts import State, Thresholds, Verdicts
+from resolver.records.schema import Keys
+from resolver.registry.cache import RegistryCache
+from resolver.resolution.resolver import Resolver
 
 CIDRS = "cluster-1=127.0.1.0/24,cluster-2=127.0.2.0/24,cluster-3=127.0.3.0/24"
 
@@ -176,3 +180,76 @@ def test_the_budget_is_shared_fairly_between_clusters() -> None:
     assert prober.run_round().probed == {}  # the bucket is empty until time passes
     clock[0] = 0.5
     assert sum(prober.run_round().probed.values()) == 2
+
+
+def test_names_the_registry_does_not_hold_are_not_remembered_as_demand() -> None:
+    """A flood of made-up app names (a hostile DNS client) must not grow what the prober keeps."""
+    settings = settings_with()
+    cache = RegistryCache(Keys(settings.prefix), settings.address_policy)
+    gate = Reachability(settings, cache, budget=ProbeBudget(10))
+    class Ready:
+        def __init__(self) -> None:
+            self.cache = cache
+
+        def ready_for(self, *_: object) -> bool:
+            return True
+
+    resolver = Resolver(settings, Ready(), reachability=gate)  # type: ignore[arg-type]
+    for index in range(1000):
+        resolver.candidates(resolver.target(f"ghost{index}"))
+    assert gate.prober._asked == set()
+
+
+def test_a_few_dead_endpoints_never_take_a_healthy_cluster_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dead endpoints become suspects and are re-probed, but in at most half the sample: every
+    round keeps a fresh random draw, so they cannot fill the sample and fail every round."""
+    healthy = [f"127.0.2.{i}:50002" for i in range(1, 17)]
+    dead = {f"127.0.2.{i}:50002" for i in range(17, 21)}
+    registry = Registry()
+    registry.apps[("default", "app")] = {"cluster-2": (*healthy, *dead)}
+    monkeypatch.setattr("resolver.reachability.rounds.connect_all", lambda targets, timeout, stop=None: [
+        "Connection refused" if f"{host}:{port}" in dead else None for host, port in targets])
+    verdicts = Verdicts("cluster-1", Thresholds(), monotonic=lambda: 0.0)  # ejections never end
+    prober = Prober(settings_with(), registry, verdicts, ProbeBudget(100_000), rng=random.Random(3))
+    prober.asked("default", "app")
+    for _ in range(300):
+        prober.run_round()
+        assert verdicts.clusters["cluster-2"].state is State.REACHABLE
+    assert len(verdicts.ejected_now("cluster-2")) == 2  # the cap: 10 % of 20
+    assert set(verdicts.suspects("cluster-2")) <= dead
+
+
+def test_locality_keeps_its_only_local_endpoint_even_when_ejected(listeners: dict[str, socket.socket]) -> None:
+    """Fail open after the policy too: gating that leaves Locality nothing serves the ungated answer."""
+    registry = Registry()
+    local = closed_port("127.0.1.9")
+    registry.apps[("default", "app")] = {"cluster-1": (local,), "cluster-2": (listen(listeners, "127.0.2.9"),)}
+    settings = settings_with(policy="Locality", ejectAfter=1, maxEjectedPercent=100)
+    gate = Reachability(settings, registry, budget=ProbeBudget(1000))
+    gate.verdicts.record_round("cluster-1", {local: "Connection refused", "127.0.1.10:1": None}, known=2)
+    assert gate.verdicts.ejected_now("cluster-1") == {local}
+
+    class Reader:
+        cache = registry
+
+        def ready_for(self, *_: object) -> bool:
+            return True
+
+    resolver = Resolver(settings, Reader(), reachability=gate)  # type: ignore[arg-type]
+    before = gate._fail_open_answers._value.get()
+    assert resolver.resolve("app", "", 50002)[0] == local
+    assert gate._fail_open_answers._value.get() == before + 1
+
+
+def test_a_stopped_prober_takes_its_series_out_of_the_metrics() -> None:
+    registry = Registry()
+    registry.apps[("default", "app")] = {"cluster-7": (closed_port("127.0.7.1"),)}
+    gate = Reachability(settings_with(unreachableAfter=1, clusterCIDRs="cluster-7=127.0.7.0/24"), registry,
+                        budget=ProbeBudget(1000))
+    gate.asked("default", "app")
+    gate.prober.run_round()
+    assert REGISTRY.get_sample_value("dapr_nr_cluster_reachable", {"cluster": "cluster-7"}) == 0.0
+    assert REGISTRY.get_sample_value("dapr_nr_reachability_fail_open") == 1.0
+    gate.stop()
+    assert REGISTRY.get_sample_value("dapr_nr_cluster_reachable", {"cluster": "cluster-7"}) is None
+    assert REGISTRY.get_sample_value("dapr_nr_reachability_fail_open") == 0.0

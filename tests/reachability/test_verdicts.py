@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolver.reachability.verdicts import State, Thresholds, Verdicts
+from resolver.reachability.verdicts import Change, State, Thresholds, Verdicts
 
 OWN, OTHER = "cluster-1", "cluster-2"
 ADDRESSES = ("10.2.0.1:50002", "10.2.0.2:50002", "10.2.0.3:50002", "10.2.0.4:50002")
@@ -28,7 +28,7 @@ def test_cluster_verdict_follows_the_model(sequence: list[list[bool]], bad_after
     """Unreachable after N all-failed rounds in a row, back after M rounds with any success, never
     for the caller's own cluster; the gate's view always equals the records' states."""
     clock = Clock()
-    verdicts = Verdicts(OWN, Thresholds(bad_after, good_after, eject_after=100), clock=clock)
+    verdicts = Verdicts(OWN, Thresholds(bad_after, good_after, eject_after=100), clock=clock, monotonic=clock)
     model_state, bad, good = State.REACHABLE, 0, 0
     for oks in sequence:
         clock.now += 5
@@ -55,7 +55,7 @@ def test_ejection_never_exceeds_the_cap_and_needs_consecutive_failures(
         probes: list[tuple[str, bool]], eject_after: int, percent: int) -> None:
     clock = Clock()
     verdicts = Verdicts(OWN, Thresholds(eject_after=eject_after, max_ejected_percent=percent, ejection_time=60),
-                        clock=clock)
+                        clock=clock, monotonic=clock)
     healthy = "10.2.0.9:50002"  # keeps every round good: failures count against endpoints, not the cluster
     streak: dict[str, int] = {}
     cap = 0 if percent == 0 else max(1, 100 * percent // 100)
@@ -72,7 +72,8 @@ def test_ejection_never_exceeds_the_cap_and_needs_consecutive_failures(
 
 def test_an_ejection_ends_and_a_repeat_lasts_longer() -> None:
     clock = Clock()
-    verdicts = Verdicts(OWN, Thresholds(eject_after=2, ejection_time=30, max_ejected_percent=50), clock=clock)
+    verdicts = Verdicts(OWN, Thresholds(eject_after=2, ejection_time=30, max_ejected_percent=50), clock=clock,
+                        monotonic=clock)
     bad, good = ADDRESSES[0], ADDRESSES[1]
     for _ in range(2):
         verdicts.record_round(OTHER, {bad: "refused", good: None}, known=4)
@@ -104,3 +105,21 @@ def test_forgotten_clusters_stop_gating_and_fail_open_needs_every_other_cluster(
     version = verdicts.version
     verdicts.forget({OWN, "cluster-3"})
     assert verdicts.view.unreachable == frozenset() and verdicts.version > version
+
+
+def test_a_round_of_suspects_alone_does_not_count_against_the_cluster() -> None:
+    verdicts = Verdicts(OWN, Thresholds(unreachable_after=1))
+    verdicts.record_round(OTHER, {ADDRESSES[0]: "refused"}, known=4, suspects=frozenset({ADDRESSES[0]}))
+    assert verdicts.clusters[OTHER].bad_rounds == 0 and not verdicts.view.unreachable
+    verdicts.record_round(OTHER, {ADDRESSES[0]: "refused", ADDRESSES[1]: "refused"}, known=4,
+                          suspects=frozenset({ADDRESSES[0]}))
+    assert verdicts.view.unreachable == {OTHER}  # a fresh draw failed too
+
+
+def test_an_ejected_endpoint_that_leaves_the_registry_is_reported_gone() -> None:
+    changes: list[Change] = []
+    verdicts = Verdicts(OWN, Thresholds(eject_after=1, max_ejected_percent=50), on_change=changes.append)
+    verdicts.record_round(OTHER, {ADDRESSES[0]: "refused", ADDRESSES[1]: None}, known=4)
+    assert verdicts.ejected_now(OTHER) == {ADDRESSES[0]}
+    verdicts.prune(OTHER, {ADDRESSES[1]})
+    assert changes[-1].what == "gone" and not verdicts.ejected_now(OTHER)
