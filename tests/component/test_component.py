@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,9 +19,10 @@ from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, free_port
 from resolver.records.schema import Keys
 from tests.conftest import eventually, make_settings, put_record, record
-from tests.support.component import status_of
+from tests.support.component import ServeProcess, status_of
 
 SERVICE = "dapr.proto.components.v1.NameResolution"
+HANG = 60.0
 
 
 def test_discovery_like_daprd_and_health(serve, etcd: LocalEtcd) -> None:
@@ -191,15 +193,24 @@ def test_sigterm_lets_in_flight_calls_finish(serve, tmp_path: Path, prefix: str)
         server.signal(signal.SIGTERM)
         in_flight.join(10)
     assert answers == ["slow-dapr.default.svc.cluster.local:50002"]
-    assert server.process.wait(10) == 0
+    assert exit_code(server) == 0
     assert not server.socket_path.exists()
     assert "shutting down" in server.output()
+
+
+def exit_code(server: ServeProcess) -> int:
+    """The exit code after a signal; the bound only catches a hang (a loaded CI machine once took
+    more than 10 s to end an idle server), and the server's log is in the failure."""
+    try:
+        return server.process.wait(HANG)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"serve did not exit within {HANG}s:\n{server.output()[-3000:]}") from None
 
 
 def test_sigint_also_shuts_down_cleanly(serve) -> None:
     server = serve()
     server.signal(signal.SIGINT)
-    assert server.process.wait(10) == 0
+    assert exit_code(server) == 0
     assert not server.socket_path.exists()
 
 
