@@ -42,10 +42,34 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         made.close()
 
 
+@pytest.fixture(scope="module")
+def consul_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    """The same clusters in the consul mode: Dapr's consul resolver asks each cluster's consul
+    role, which probes as the bridge does (tests/support/consul_mode.py)."""
+    made = Topology(tmp_path_factory.mktemp("three-clusters-consul"), BRIDGE_SETTINGS, clusters=3,
+                    resolver="consul").start()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 @pytest.mark.parametrize("how", ["blackhole", "prohibit"])
 def test_failover_leaves_a_cut_off_cluster_and_returns_to_it(topology: Topology, tmp_path: Path, how: str) -> None:
     result = scenarios.failover_cut(topology, tmp_path, how)
     print(f"failover, link cut ({how}):", result)
+    assert result.verdict <= VERDICT_BOUND, result
+    assert all(seconds <= RECOVERY_BOUND for seconds in result.recovered), result
+    assert result.after_gating[0] == 0, result  # once gated, nothing fails
+    assert all(seconds <= RECOVERY_BOUND for seconds in result.back), result  # FailOver prefers cluster-2 again
+
+
+@pytest.mark.xdist_group("real-daprd-2")
+@pytest.mark.parametrize("how", ["blackhole", "prohibit"])
+def test_the_consul_role_fails_over_from_a_cut_off_cluster(consul_topology: Topology, tmp_path: Path,
+                                                            how: str) -> None:
+    result = scenarios.failover_cut(consul_topology, tmp_path, how)
+    print(f"consul mode, failover, link cut ({how}):", result)
     assert result.verdict <= VERDICT_BOUND, result
     assert all(seconds <= RECOVERY_BOUND for seconds in result.recovered), result
     assert result.after_gating[0] == 0, result  # once gated, nothing fails

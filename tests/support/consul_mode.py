@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 CONFIGURATION = ROOT / "deploy" / "examples" / "consul" / "configuration.yaml"
 PORT = 8500
+METRICS_PORT = 9091  # the role's /metrics and /reachability (the bridge beside it has 9090)
 DAPRD = "daprd-consul"
 LOG = "consul.log"
 SERVING = "serving the Consul-compatible catalog"
@@ -43,7 +44,8 @@ def start_role(cluster: Cluster, etcd: str, settings: dict[str, str]) -> subproc
              for item in ("--set", f"{key}={value}")]
     serving = cluster.registry_log(LOG).count(SERVING)
     role = cluster.registry.start([sys.executable, "-m", "resolver", "consul", "--listen", address(cluster),
-                                   "--list-jitter", "0", "--set", f"etcdEndpoints={etcd}", *flags], LOG)
+                                   "--metrics-port", str(METRICS_PORT), "--list-jitter", "0",
+                                   "--set", f"etcdEndpoints={etcd}", *flags], LOG)
     wait_until(lambda: cluster.registry_log(LOG).count(SERVING) > serving or cluster._exited(),
                60, f"{cluster.name}'s consul role")
     return role

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from resolver.demo.processes import wait_until
+from tests.support import consul_mode
 from tests.support.clusters import METRICS_PORT, Cluster, Topology
 from tests.support.pods import Pod
 from tests.support.scenarios import Callers, Line, on, pods, settle_time, start_callers
@@ -25,8 +26,10 @@ _FETCH = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sy
 
 
 def page(cluster: Cluster, path: str) -> str:
-    """A page of the cluster's bridge (``/reachability``, ``/metrics``), fetched inside its namespace."""
-    return cluster.registry_run(sys.executable, "-c", _FETCH, f"http://{cluster.bridge_ip}:{METRICS_PORT}{path}")
+    """A page (``/reachability``, ``/metrics``) of what answers the cluster's pods — the bridge, or
+    in the consul mode the consul role — fetched inside its namespace."""
+    port = consul_mode.METRICS_PORT if cluster.topology.resolver == "consul" else METRICS_PORT
+    return cluster.registry_run(sys.executable, "-c", _FETCH, f"http://{cluster.bridge_ip}:{port}{path}")
 
 
 def reachability(cluster: Cluster) -> dict[str, Any]:
@@ -68,7 +71,7 @@ def _window(logs: list[list[Line]], start: float, end: float) -> tuple[int, int]
 
 def _cut_and_watch(topology: Topology, group: Callers, how: str, settled_on: str, back_on: str,
                    timeout: float) -> CutRecovery:
-    """Cut 1↔2, wait for the bridge's verdict and for every caller to succeed on ``settled_on``;
+    """Cut 1↔2, wait for the verdict of what answers cluster-1's pods and for every caller to succeed on ``settled_on``;
     restore, wait for the verdict to lift and every caller to land on ``back_on`` again."""
     one = topology.cluster(1)
     result = CutRecovery()
