@@ -42,6 +42,13 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         made.close()
 
 
+def assert_failover_goals(result: scenarios.CutRecovery) -> None:
+    assert result.verdict <= VERDICT_BOUND, result
+    assert all(seconds <= RECOVERY_BOUND for seconds in result.recovered), result
+    assert result.after_gating[0] == 0, result  # once gated, nothing fails
+    assert all(seconds <= RECOVERY_BOUND for seconds in result.back), result  # FailOver prefers cluster-2 again
+
+
 @pytest.fixture(scope="module")
 def consul_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     """The same clusters in the consul mode: Dapr's consul resolver asks each cluster's consul
@@ -58,10 +65,7 @@ def consul_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topolo
 def test_failover_leaves_a_cut_off_cluster_and_returns_to_it(topology: Topology, tmp_path: Path, how: str) -> None:
     result = scenarios.failover_cut(topology, tmp_path, how)
     print(f"failover, link cut ({how}):", result)
-    assert result.verdict <= VERDICT_BOUND, result
-    assert all(seconds <= RECOVERY_BOUND for seconds in result.recovered), result
-    assert result.after_gating[0] == 0, result  # once gated, nothing fails
-    assert all(seconds <= RECOVERY_BOUND for seconds in result.back), result  # FailOver prefers cluster-2 again
+    assert_failover_goals(result)
 
 
 @pytest.mark.xdist_group("real-daprd-2")
@@ -70,10 +74,7 @@ def test_the_consul_role_fails_over_from_a_cut_off_cluster(consul_topology: Topo
                                                             how: str) -> None:
     result = scenarios.failover_cut(consul_topology, tmp_path, how)
     print(f"consul mode, failover, link cut ({how}):", result)
-    assert result.verdict <= VERDICT_BOUND, result
-    assert all(seconds <= RECOVERY_BOUND for seconds in result.recovered), result
-    assert result.after_gating[0] == 0, result  # once gated, nothing fails
-    assert all(seconds <= RECOVERY_BOUND for seconds in result.back), result  # FailOver prefers cluster-2 again
+    assert_failover_goals(result)
 
 
 @pytest.mark.parametrize("how", ["blackhole", "prohibit"])
