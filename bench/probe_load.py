@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 import urllib.request
@@ -30,10 +29,11 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import print_table, rss_mb
+from bench.bridge_herd import ready
+from bench.common import local_registry, print_table, rss_mb, run_in_workdir
 from bench.fleet import cpu_seconds
-from resolver.config import Layer, load_settings
 from resolver.demo.processes import CliProcess, wait_until
 from resolver.etcd.gateway import EtcdGateway
 from resolver.local_etcd import LocalEtcd, free_ports
@@ -58,10 +58,11 @@ def fill(gateway: EtcdGateway, keys: Keys, clusters: int, apps: int, open_port: 
 
 
 def metric(port: int, name: str) -> float:
+    """The sum of a counter's series (``dapr_nr_probes_total`` over clusters and results)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
         text = reply.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name)
 
 
 def run(work: Path, etcd: LocalEtcd, mode: str, seconds: float, clusters: int, apps: int) -> tuple[object, ...]:
@@ -74,15 +75,7 @@ def run(work: Path, etcd: LocalEtcd, mode: str, seconds: float, clusters: int, a
                          "--set", "initialSyncWait=60s"], work / f"dns-{mode}.log")
     stop = threading.Event()
     try:
-        def ready() -> bool:
-            bridge.check_running()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(ready, 120, "the bridge's first sync")
+        wait_until(lambda: bridge.check_running() and ready(metrics_port), 120, "the bridge's first sync")
         peak_fds = [0]
 
         def sample() -> None:
@@ -127,7 +120,10 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=50)
     parser.add_argument("--apps", type=int, default=1000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="dapr-nr-bench-"))
+    run_in_workdir(lambda work: measure(work, args))
+
+
+def measure(work: Path, args: argparse.Namespace) -> None:
     # One socket accepting on every loopback address: bound to 0.0.0.0, on a free port.
     acceptor = socket.socket()
     acceptor.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -150,11 +146,8 @@ def main() -> None:
 
     threading.Thread(target=drain, daemon=True).start()
     rows = []
-    with LocalEtcd(work / "etcd") as etcd:
-        settings = load_settings([Layer("bench", {"etcdEndpoints": etcd.endpoint})])
-        gateway = EtcdGateway(settings.etcd)
-        fill(gateway, Keys(settings.prefix), args.clusters, args.apps, acceptor.getsockname()[1], closed_port)
-        gateway.close()
+    with local_registry(work) as (etcd, gateway, keys):
+        fill(gateway, keys, args.clusters, args.apps, acceptor.getsockname()[1], closed_port)
         for mode in ("on", "off"):
             rows.append(run(work, etcd, mode, args.seconds, args.clusters, args.apps))
     accepting.set()

@@ -40,8 +40,7 @@ def main() -> None:
     rows, rates = [], []
     for mode in ("on", "off"):
         (work / mode).mkdir()
-    with_probes = Topology(work / "on", BRIDGE_SETTINGS, clusters=3).start()
-    try:
+    with Topology(work / "on", BRIDGE_SETTINGS, clusters=3).start() as with_probes:
         for name, run in (("FailOver", reachability_scenarios.failover_cut),
                           ("ActiveActive", reachability_scenarios.active_active_cut)):
             for how in ("blackhole", "prohibit"):
@@ -52,15 +51,10 @@ def main() -> None:
         for how in ("blackhole", "prohibit"):
             cut = scenarios.link_cut(with_probes, work, how=how, seconds=args.seconds, callers=args.callers)
             rates.append(("on", how, _rate(cut)))
-    finally:
-        with_probes.close()
-    without = Topology(work / "off", {**BRIDGE_SETTINGS, "reachability": "off"}, clusters=3).start()
-    try:
+    with Topology(work / "off", {**BRIDGE_SETTINGS, "reachability": "off"}, clusters=3).start() as without:
         for how in ("blackhole", "prohibit"):
             cut = scenarios.link_cut(without, work, how=how, seconds=args.seconds, callers=args.callers)
             rates.append(("off", how, _rate(cut)))
-    finally:
-        without.close()
     print_table(("policy", "cut", "verdict s", "all succeed s", "failed per caller", "failed after verdict",
                  "reachable again s", "traffic back s"), rows)
     print(f"\nActiveActive over cluster-1 and cluster-2, link cut {args.seconds:g} s, {args.callers} callers:")

@@ -27,11 +27,8 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=4)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dapr-nr-zones-"))
-    topology = Topology(work, SETTINGS, resolver="consul").start()
-    try:
+    with Topology(work, SETTINGS, resolver="consul").start() as topology:
         result = zone_scenarios.zone_shares(topology, work, SETTINGS, callers=args.callers, seconds=args.seconds)
-    finally:
-        topology.close()
     print_table(("zoneAware", "calls in the caller's zone", "calls", "failed"), [
         ("off", f"{100 * result.without_tier:.1f} %", result.calls[0], result.failed[0]),
         ("on", f"{100 * result.with_tier:.1f} %", result.calls[1], result.failed[1]),

@@ -8,8 +8,9 @@ rounds (:mod:`~resolver.reachability.rounds`) and their verdicts
 unreachable clusters and ejected endpoints are removed from the app's endpoints, so FailOver
 moves to the next cluster and ActiveActive re-weights among the rest without knowing why.
 
-**Fail open**: when gating would leave an app with nothing, the answer is computed from the
-ungated endpoints, as if probing were off (Envoy's panic threshold at its extreme): probes can
+**Fail open**: when gating would leave an app's policy nothing to choose (every candidate
+unreachable or ejected, or only clusters the policy ignores left), the answer is computed from
+the ungated endpoints, as if probing were off (Envoy's panic threshold at its extreme): probes can
 be wrong — a firewall that drops our probes but not daprd's calls — and a wrong "nothing is
 reachable" must not turn into an outage. Every such answer is counted
 (``dapr_nr_fail_open_answers_total``); while every other probed cluster is unreachable,
@@ -54,7 +55,6 @@ class Reachability:
         self.prober = Prober(settings, cache, self.verdicts, budget or process_budget(settings.probe_budget))
         self._clock = clock
         self._failing_open_since = 0.0
-        self._fail_open_answers = probe_metrics.FAIL_OPEN_ANSWERS
 
     def start(self) -> Reachability:
         log.info("reachability probing on: every %.1fs, %d endpoints per cluster, timeout %.2fs, "
@@ -83,12 +83,13 @@ class Reachability:
     def version(self) -> int:
         return self.verdicts.view.version
 
-    def apply(self, endpoints: Snapshot) -> tuple[Snapshot, bool]:
-        """The endpoints without unreachable clusters and ejected endpoints, and whether the
-        answer failed open (gating left nothing, so ``endpoints`` is returned unchanged)."""
+    def apply(self, endpoints: Snapshot) -> Snapshot:
+        """The endpoints without unreachable clusters and ejected endpoints (``endpoints`` itself
+        when nothing is left out; possibly empty — failing open is the resolver's decision, made
+        after the policy, :meth:`~resolver.resolution.resolver.Resolver.candidates`)."""
         view = self.verdicts.view
         if view.empty:
-            return endpoints, False
+            return endpoints
         kept: dict[str, tuple[str, ...]] = {}
         changed = False
         for cluster, addresses in endpoints.items():
@@ -100,12 +101,10 @@ class Reachability:
             changed = changed or len(remaining) != len(addresses)
             if remaining:
                 kept[cluster] = remaining
-        if not kept:
-            return endpoints, True
-        return (MappingProxyType(kept) if changed else endpoints), False
+        return MappingProxyType(kept) if changed else endpoints
 
     def count_fail_open(self) -> None:
-        self._fail_open_answers.inc()
+        probe_metrics.FAIL_OPEN_ANSWERS.inc()
 
     # -- reporting -----------------------------------------------------------------------------
 

@@ -140,8 +140,14 @@ class Prober:
         plan: dict[str, list[str]] = {}
         suspects: dict[str, frozenset[str]] = {}
         known: dict[str, int] = {}
+        targets: dict[str, tuple[str, int]] = {}  # every probeable address → (ip, port), parsed once
         for cluster, addresses in clusters.items():
-            probeable = [a for a in addresses if self._target(cluster, a) is not None]
+            probeable = []
+            for address in addresses:
+                target = self._target(cluster, address)
+                if target is not None:
+                    probeable.append(address)
+                    targets[address] = target
             if not probeable:
                 report.unprobed.add(cluster)
                 continue
@@ -157,8 +163,7 @@ class Prober:
             probe_metrics.PROBE_BUDGET_CUTS.inc()
             plan = _fair_cut(plan, granted)
         order = [(cluster, address) for cluster, chosen in plan.items() for address in chosen]
-        targets = [self._target(cluster, address) for cluster, address in order]
-        results = connect_all([t for t in targets if t is not None], self.settings.probe_timeout, self._stop)
+        results = connect_all([targets[address] for _, address in order], self.settings.probe_timeout, self._stop)
         if self._stop.is_set():
             return report  # stopping: an interrupted round proves nothing
         by_cluster: dict[str, dict[str, str | None]] = {}

@@ -191,21 +191,17 @@ class Resolver:
                 gate.count_fail_open()  # type: ignore[union-attr]  # only set when gated
             return Candidates(target, memo[2], memo[3])
         policy = self.policies.for_app(target.namespace, target.app_id)
-        failed_open = False
-        if gate is not None and endpoints:
-            gated, failed_open = gate.apply(endpoints)
-            if failed_open:
-                gate.count_fail_open()
-        else:
-            gated = endpoints
+        gated = gate.apply(endpoints) if gate is not None and endpoints else endpoints
         selection = policy.select(gated, self.settings.cluster_name) if gated else ()
-        if not selection and gated is not endpoints and endpoints:
-            # Gating left the policy nothing (Locality's only local endpoint ejected, or only
-            # weight-0 clusters left): fail open here too — never remove the last option.
+        failed_open = False
+        if not selection and gated is not endpoints:
+            # Gating left the policy nothing — every candidate unreachable or ejected, Locality's
+            # only local endpoint ejected, only weight-0 clusters left: fail open, answer as if
+            # probing were off. The one place this is decided; never remove the last option.
             selection = policy.select(endpoints, self.settings.cluster_name)
-            if selection:
-                failed_open = True
-                gate.count_fail_open()  # type: ignore[union-attr]  # gated is endpoints without a gate
+            failed_open = bool(selection)
+            if failed_open:
+                gate.count_fail_open()  # type: ignore[union-attr]  # gated differs only with a gate
         if shared:
             if len(self._selections) >= MEMO_LIMIT:
                 self._selections.clear()

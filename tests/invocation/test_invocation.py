@@ -42,11 +42,8 @@ CALLER_DEADLINE = 25.0
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     """Stock daprd: the kubernetes resolver's template, CoreDNS and the DNS bridge."""
-    made = Topology(tmp_path_factory.mktemp("two-clusters"), BRIDGE_SETTINGS).start()
-    try:
+    with Topology(tmp_path_factory.mktemp("two-clusters"), BRIDGE_SETTINGS).start() as made:
         yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture(scope="module", params=[
@@ -66,12 +63,9 @@ def any_topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         # groups never need more than the machine's two slots (tests/support/slots.py).
         yield request.getfixturevalue("topology")
         return
-    made = Topology(tmp_path_factory.mktemp(f"two-clusters-{daprd}"), BRIDGE_SETTINGS, resolver=resolver,
-                    daprd=daprd).start()
-    try:
+    with Topology(tmp_path_factory.mktemp(f"two-clusters-{daprd}"), BRIDGE_SETTINGS, resolver=resolver,
+                    daprd=daprd).start() as made:
         yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture

@@ -32,11 +32,8 @@ pytestmark = [pytest.mark.xdist_group("real-daprd"), pytest.mark.timeout(300 + s
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    made = Topology(tmp_path_factory.mktemp("two-clusters-consul"), BRIDGE_SETTINGS, resolver="consul").start()
-    try:
+    with Topology(tmp_path_factory.mktemp("two-clusters-consul"), BRIDGE_SETTINGS, resolver="consul").start() as made:
         yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture

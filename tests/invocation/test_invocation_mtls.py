@@ -20,8 +20,7 @@ pytestmark = [pytest.mark.xdist_group("real-daprd"), pytest.mark.timeout(300 + s
 
 def _invoke_across(work: Path, mtls: str) -> tuple[list[dict[str, object]], list[dict[str, object]], str]:
     """From cluster-1: one invocation of an app in cluster-2, one of an app in cluster-1."""
-    topology = Topology(work, mtls=mtls).start()
-    try:
+    with Topology(work, mtls=mtls).start() as topology:
         one, two = topology.cluster(1), topology.cluster(2)
         remote, local = two.add_pod("remote"), one.add_pod("local")
         caller = one.add_pod("caller", serve=False, publish=False)
@@ -30,8 +29,6 @@ def _invoke_across(work: Path, mtls: str) -> tuple[list[dict[str, object]], list
         topology.wait_answer(one, "remote", [remote.address])
         topology.wait_answer(one, "local", [local.address])
         return caller.invoke("remote", count=1), caller.invoke("local", count=1), caller.daprd_log()
-    finally:
-        topology.close()
 
 
 def test_one_shared_root_lets_daprd_invoke_across_clusters(tmp_path: Path) -> None:

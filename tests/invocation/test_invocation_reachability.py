@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from resolver.config import Settings
+from resolver.reachability.rounds import JITTER
 from tests.support import reachability_scenarios as scenarios
 from tests.support import slots
 from tests.support.clusters import Topology
@@ -25,21 +27,23 @@ POLICIES = {"default/failover": {"policy": "FailOver", "failoverOrder": "cluster
             "default/shared": {"policy": "ActiveActive"}}
 BRIDGE_SETTINGS = {"policies": json.dumps(POLICIES),
                    "clusterCIDRs": "cluster-1=10.201.0.0/16,cluster-2=10.202.0.0/16,cluster-3=10.203.0.0/16"}
-# The defaults (probeInterval 2 s ± 20 %, unreachableAfter 2, probeTimeout 1 s) decide within
-# ~3 rounds; then CoreDNS's cache (5 s) and daprd's 20 s cache of an answer. The goal is 30 s;
-# the bounds add room for a loaded machine (two topologies share two cores), and the measured
-# values are in the README.
-VERDICT_BOUND = 3 * 2 * 1.2 + 1 + 10
-RECOVERY_BOUND = 30 + 15
+# Bounds derived from the configuration, not absolute seconds: a verdict takes unreachableAfter
+# bad rounds after the cut, plus at most one round in progress, each up to probeInterval × 1.2
+# (jitter) and the last one probeTimeout long. Callers then follow through CoreDNS's cache (5 s,
+# the shipped stanza) and daprd's cache of an answer (20 s). LOAD allows for two topologies
+# sharing two cores; the measured values are in the README (python -m bench.reachability_cuts).
+DEFAULTS = Settings()
+LOAD = 1.5
+VERDICT_BOUND = LOAD * ((DEFAULTS.unreachable_after + 1) * DEFAULTS.probe_interval * (1 + JITTER)
+                        + DEFAULTS.probe_timeout)
+COREDNS_CACHE, DAPRD_CACHE = 5.0, 20.0
+RECOVERY_BOUND = VERDICT_BOUND + LOAD * (COREDNS_CACHE + DAPRD_CACHE)
 
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    made = Topology(tmp_path_factory.mktemp("three-clusters"), BRIDGE_SETTINGS, clusters=3).start()
-    try:
+    with Topology(tmp_path_factory.mktemp("three-clusters"), BRIDGE_SETTINGS, clusters=3).start() as made:
         yield made
-    finally:
-        made.close()
 
 
 def assert_failover_goals(result: scenarios.CutRecovery) -> None:
@@ -53,12 +57,9 @@ def assert_failover_goals(result: scenarios.CutRecovery) -> None:
 def consul_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     """The same clusters in the consul mode: Dapr's consul resolver asks each cluster's consul
     role, which probes as the bridge does (tests/support/consul_mode.py)."""
-    made = Topology(tmp_path_factory.mktemp("three-clusters-consul"), BRIDGE_SETTINGS, clusters=3,
-                    resolver="consul").start()
-    try:
+    with Topology(tmp_path_factory.mktemp("three-clusters-consul"), BRIDGE_SETTINGS, clusters=3,
+                    resolver="consul").start() as made:
         yield made
-    finally:
-        made.close()
 
 
 @pytest.mark.parametrize("how", ["blackhole", "prohibit"])

@@ -20,11 +20,8 @@ SETTINGS = {"policies": json.dumps({"default/zoned": {"policy": "ActiveActive"}}
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    made = Topology(tmp_path_factory.mktemp("zones"), SETTINGS, resolver="consul").start()
-    try:
+    with Topology(tmp_path_factory.mktemp("zones"), SETTINGS, resolver="consul").start() as made:
         yield made
-    finally:
-        made.close()
 
 
 def test_callers_stay_in_their_zone_and_overflow_when_it_empties(topology: Topology, tmp_path: Path) -> None:

@@ -32,6 +32,20 @@ class Registry:
         return MappingProxyType(self.apps.get((namespace, app_id), {}))
 
 
+class ReadyReader:
+    """The reader as the resolver sees it, always ready (the cache is the test's)."""
+
+    def __init__(self, cache: object) -> None:
+        self.cache = cache
+
+    def ready_for(self, *_: object) -> bool:
+        return True
+
+
+def fail_open_answers() -> float:
+    return REGISTRY.get_sample_value("dapr_nr_fail_open_answers_total") or 0.0
+
+
 @pytest.fixture
 def listeners() -> Iterator[dict[str, socket.socket]]:
     """Listening sockets by "host:port" (their port is free until they close)."""
@@ -87,10 +101,9 @@ def test_a_refusing_cluster_leaves_the_answers_and_comes_back(listeners: dict[st
     gate.asked("default", "app")
     snapshot = registry.lookup("default", "app")
     gate.prober.run_round()
-    assert gate.apply(snapshot) == (snapshot, False)  # one bad round is not enough
+    assert gate.apply(snapshot) is snapshot  # one bad round is not enough
     gate.prober.run_round()
-    gated, failed_open = gate.apply(snapshot)
-    assert dict(gated) == {"cluster-1": (local,)} and not failed_open
+    assert dict(gate.apply(snapshot)) == {"cluster-1": (local,)}
     report = gate.report()["clusters"]["cluster-2"]
     assert report["state"] == "unreachable" and report["lastError"] == "Connection refused"
     for address in remote:  # the pods start listening again
@@ -102,7 +115,7 @@ def test_a_refusing_cluster_leaves_the_answers_and_comes_back(listeners: dict[st
     gate.prober.run_round()
     assert gate.verdicts.clusters["cluster-2"].state is State.UNREACHABLE
     gate.prober.run_round()
-    assert gate.apply(snapshot) == (snapshot, False)
+    assert gate.apply(snapshot) is snapshot
 
 
 def test_everything_unreachable_fails_open(listeners: dict[str, socket.socket]) -> None:
@@ -113,7 +126,11 @@ def test_everything_unreachable_fails_open(listeners: dict[str, socket.socket]) 
     gate.prober.run_round()
     snapshot = registry.lookup("default", "only-remote")
     assert gate.verdicts.view.unreachable == {"cluster-2"}
-    assert gate.apply(snapshot) == (snapshot, True)
+    assert not gate.apply(snapshot)  # gating alone would leave nothing...
+    before = fail_open_answers()
+    resolver = Resolver(settings_with(unreachableAfter=1), ReadyReader(registry), reachability=gate)  # type: ignore[arg-type]
+    assert resolver.resolve_multi("only-remote", "", 50002)[0] == list(snapshot["cluster-2"])  # ...so it fails open
+    assert fail_open_answers() == before + 1
     assert gate.report()["failOpen"] is True
 
 
@@ -131,7 +148,7 @@ def test_one_refusing_endpoint_is_ejected_while_its_cluster_is_fine(listeners: d
         if gate.verdicts.ejected_now("cluster-2"):
             break
     assert gate.verdicts.ejected_now("cluster-2") == {bad}
-    gated, _ = gate.apply(registry.lookup("default", "app"))
+    gated = gate.apply(registry.lookup("default", "app"))
     assert set(gated["cluster-2"]) == set(healthy)
     assert gate.verdicts.clusters["cluster-2"].state is State.REACHABLE
 
@@ -187,14 +204,7 @@ def test_names_the_registry_does_not_hold_are_not_remembered_as_demand() -> None
     settings = settings_with()
     cache = RegistryCache(Keys(settings.prefix), settings.address_policy)
     gate = Reachability(settings, cache, budget=ProbeBudget(10))
-    class Ready:
-        def __init__(self) -> None:
-            self.cache = cache
-
-        def ready_for(self, *_: object) -> bool:
-            return True
-
-    resolver = Resolver(settings, Ready(), reachability=gate)  # type: ignore[arg-type]
+    resolver = Resolver(settings, ReadyReader(cache), reachability=gate)  # type: ignore[arg-type]
     for index in range(1000):
         resolver.candidates(resolver.target(f"ghost{index}"))
     assert gate.prober._asked == set()
@@ -228,17 +238,10 @@ def test_locality_keeps_its_only_local_endpoint_even_when_ejected(listeners: dic
     gate = Reachability(settings, registry, budget=ProbeBudget(1000))
     gate.verdicts.record_round("cluster-1", {local: "Connection refused", "127.0.1.10:1": None}, known=2)
     assert gate.verdicts.ejected_now("cluster-1") == {local}
-
-    class Reader:
-        cache = registry
-
-        def ready_for(self, *_: object) -> bool:
-            return True
-
-    resolver = Resolver(settings, Reader(), reachability=gate)  # type: ignore[arg-type]
-    before = gate._fail_open_answers._value.get()
+    resolver = Resolver(settings, ReadyReader(registry), reachability=gate)  # type: ignore[arg-type]
+    before = fail_open_answers()
     assert resolver.resolve("app", "", 50002)[0] == local
-    assert gate._fail_open_answers._value.get() == before + 1
+    assert fail_open_answers() == before + 1
 
 
 def test_a_stopped_prober_takes_its_series_out_of_the_metrics() -> None:

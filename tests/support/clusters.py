@@ -334,6 +334,12 @@ class Topology:
         self.clusters = [Cluster(self, index) for index in range(1, clusters + 1)]
         self.cut_rules: list[list[str]] = []
 
+    def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def namespace(self, short: str, work: Path) -> NetNs:
         space = NetNs(f"{self.tag}-{short}", work)
         self.spaces.append(space)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from resolver.demo.processes import wait_until
 from tests.support import consul_mode
 from tests.support.clusters import METRICS_PORT, Cluster, Topology
@@ -38,11 +40,9 @@ def reachability(cluster: Cluster) -> dict[str, Any]:
 
 
 def metric(cluster: Cluster, name: str) -> float:
-    """One sample of the bridge's metrics (0 when absent), e.g. ``dapr_nr_reachability_fail_open``."""
-    for line in page(cluster, "/metrics").splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    """A metric of the bridge, summed over its series (0 when absent), e.g. ``dapr_nr_reachability_fail_open``."""
+    return sum(sample.value for family in text_string_to_metric_families(page(cluster, "/metrics"))
+               for sample in family.samples if sample.name == name)
 
 
 def state_of(cluster: Cluster, other: str) -> str:
