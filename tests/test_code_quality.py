@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,15 @@ def test_our_go_test_programs_are_gofmt_and_vet_clean() -> None:
     for module in ("dapr", "dapr-1.16"):
         vet = _go(module, "vet", "-trimpath", "-tags", "stablecomponents", "./...")
         assert vet.returncode == 0, module + ": " + vet.stdout + vet.stderr
+
+
+def test_the_etcd_client_is_python3_etcd3_never_the_etcd3_distribution() -> None:
+    """Both install the module ``etcd3``; the original ``etcd3`` 0.12 does not import under
+    protobuf ≥ 4, and depending on both makes the installed one a matter of install order."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"].values()
+    requirements = [*project["dependencies"], *(d for extra in extras for d in extra)]
+    names = {re.match(r"[A-Za-z0-9._-]+", requirement).group(0).lower().replace("_", "-")  # type: ignore[union-attr]
+             for requirement in requirements}
+    assert "python3-etcd3" in names
+    assert "etcd3" not in names
