@@ -227,6 +227,17 @@ class EtcdGateway:
                 raise translate(error, what, self.connection, key) from None
         raise AssertionError("unreachable: the second attempt returns or raises")
 
+    def stream_error(self, error: BaseException, what: str) -> RegistryError:
+        """:meth:`call`'s error handling for the streams we run ourselves (:meth:`stream_call`):
+        python3-etcd3 never sees their failures, so without this a client whose endpoint died
+        kept using it — its failover marks an endpoint failed only for ``time_retry`` (1 s) and
+        only on its own calls — and a publisher whose retries were further apart than that
+        stayed on a killed etcd member for good. Dropping the client makes the next connect pick
+        an endpoint afresh. Returns the translated error to raise."""
+        if _needs_new_client(error):
+            self.reset()
+        return translate(error, what, self.connection)
+
     def stream_call(self) -> tuple[grpc.Channel, dict[str, Any]]:
         """A channel and the per-call auth arguments, for streams python3-etcd3 lacks or gets wrong."""
         client = self.client()

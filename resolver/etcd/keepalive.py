@@ -27,7 +27,7 @@ import grpc
 from etcd3 import etcdrpc
 
 from resolver.errors import RegistryUnavailable
-from resolver.etcd.gateway import EtcdGateway, translate
+from resolver.etcd.gateway import EtcdGateway
 from resolver.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class _Stream:
     """One open LeaseKeepAlive call: a request queue in, a thread collecting answers out."""
 
     def __init__(self, gateway: EtcdGateway) -> None:
+        self._gateway = gateway
         channel, auth = gateway.stream_call()
         self._requests: queue.Queue[Any] = queue.Queue()
         self._cond = threading.Condition()
@@ -90,7 +91,7 @@ class _Stream:
                 return {lease_id: self.answers.pop(lease_id) for lease_id in lease_ids}
             error = self.error
         if error is not None:
-            raise translate(error, "lease keep-alive") from None
+            raise self._gateway.stream_error(error, "lease keep-alive") from None
         raise RegistryUnavailable(f"etcd lease keep-alive: no answer for {len(missing)} lease(s) within "
                                   f"{timeout:g}s (etcdTimeout)")
 
@@ -134,7 +135,7 @@ class LeaseKeeper:
                     stream = self._stream = _Stream(self.gateway)
                 except grpc.RpcError as error:
                     self._stream, self._broken = None, True
-                    raise translate(error, "lease keep-alive") from None
+                    raise self.gateway.stream_error(error, "lease keep-alive") from None
             try:
                 return stream.refresh(wanted, self.timeout)
             except Exception:

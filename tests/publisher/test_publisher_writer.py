@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -110,3 +111,34 @@ def test_a_keepalive_that_gets_no_answer_times_out_and_the_next_one_reconnects(t
             own.thaw()
             keeper.close()
             gateway.close()
+
+
+def test_a_keepalive_on_a_dead_member_moves_to_a_live_one(etcd: LocalEtcd, prefix: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keep-alive stream is ours, so python3-etcd3's failover never sees it fail: a client
+    that picked a killed member kept using it (a 3-member fault run lost a cluster's records for
+    good). The gateway drops such a client, and the next connect picks an endpoint afresh."""
+    from resolver.errors import RegistryUnavailable
+    from resolver.etcd.keepalive import LeaseKeeper
+    from resolver.local_etcd import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    picks = iter(["dead", "live"])  # the first client starts on the dead member, the next on the live one
+
+    random_module = sys.modules["etcd3.client"].random
+    original = random_module.choice
+
+    def choose(labels: list[str]) -> str:
+        if not any(dead in str(label) for label in labels):
+            return original(labels)  # someone else's draw
+        wanted = next(picks, "live")
+        return next(label for label in labels if (dead in str(label)) == (wanted == "dead"))
+
+    monkeypatch.setattr(random_module, "choice", choose)
+    gateway = EtcdGateway(make_settings(f"{dead},{etcd.endpoint}", prefix).etcd)
+    lease = EtcdGateway(make_settings(etcd.endpoint, prefix).etcd).grant(30)
+    keeper = LeaseKeeper(gateway, timeout=2.0)
+    with pytest.raises(RegistryUnavailable):
+        keeper.refresh_one(lease)
+    time.sleep(1.5)  # longer than python3-etcd3's endpoint retry (1 s): its own failover would not help
+    assert keeper.refresh_one(lease) > 0
